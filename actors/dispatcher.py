@@ -1,0 +1,47 @@
+"""The front door of the actor system, for callers that are not actors (the web layer)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
+
+from actors.ids import new_id
+from actors.messages import Payload, Route, Routed
+
+
+class Refused(Exception):
+    """The collection was not accepted, none of it; the caller may resend it later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Dispatcher:
+    """Turns a validated collection into payload messages and asks the router to place them."""
+
+    def __init__(
+        self,
+        router: pykka.ActorRef[Any],
+        *,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._router = router
+        self._timeout = timeout
+        self._clock = clock
+
+    def submit(self, version: str, documents: Sequence[Any]) -> int:
+        """Place every document in an uploader mailbox and return how many; or raise Refused."""
+        received_at = self._clock()
+        payloads = [Payload(new_id(), version, received_at, doc) for doc in documents]
+        try:
+            answer: Routed = self._router.ask(Route(payloads), timeout=self._timeout)
+        except pykka.ActorDeadError:
+            raise Refused("the service is shutting down") from None
+        if answer.accepted == 0:
+            raise Refused(answer.reason)
+        return answer.accepted

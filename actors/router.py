@@ -1,0 +1,99 @@
+"""The router: places each payload in the next uploader mailbox with room, round robin.
+
+It is an actor so that placing a collection is atomic without locks: it alone puts payloads
+into uploader mailboxes, so the room it counts cannot shrink under it. A collection is placed
+whole or refused whole, so a client may resend a refused collection without duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pykka
+
+from actors.messages import Payload, Route, Routed, SlotStatus, Status
+
+log = logging.getLogger(__name__)
+
+
+class RouterActor(pykka.ThreadingActor):
+    """Round-robins payloads over a fixed number of uploader slots, each bounded at `max_queue`."""
+
+    use_daemon_thread = True
+
+    def __init__(self, slots: list[pykka.ActorRef[Any]], max_queue: int) -> None:
+        super().__init__()
+        self._slots: list[pykka.ActorRef[Any] | None] = list(slots)
+        self._max_queue = max_queue
+        self._cursor = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Route):
+            return self._route(message.payloads)
+        if isinstance(message, Status):
+            return Status([self._slot_status(i) for i in range(len(self._slots))])
+        return super().on_receive(message)
+
+    def replace_slot(self, slot: int, ref: pykka.ActorRef[Any] | None) -> None:
+        """Point a slot at a new uploader, or at nothing once the slot is given up."""
+        self._slots[slot] = ref
+
+    def _room(self, ref: pykka.ActorRef[Any] | None) -> int:
+        if ref is None or not ref.is_alive():
+            return 0
+        return max(self._max_queue - ref.actor_inbox.qsize(), 0)
+
+    def _slot_status(self, slot: int) -> SlotStatus:
+        ref = self._slots[slot]
+        alive = ref is not None and ref.is_alive()
+        return SlotStatus(slot, alive, ref.actor_inbox.qsize() if ref is not None else 0)
+
+    def _route(self, payloads: list[Payload]) -> Routed:
+        room = [self._room(ref) for ref in self._slots]
+        if sum(room) < len(payloads):
+            if not any(room) and not any(r is not None and r.is_alive() for r in self._slots):
+                return Routed(0, "no uploader is running")
+            return Routed(0, "all uploader mailboxes are full")
+        placed = 0
+        for payload in payloads:
+            # If an uploader died between counting and sending, the rest go wherever
+            # something is alive, past the bound, rather than half-accepting.
+            if not self._place(payload, room) and not self._place_anywhere(payload):
+                log.error(
+                    "router: no uploader alive while placing a collection; "
+                    "%d of %d payloads were placed",
+                    placed,
+                    len(payloads),
+                )
+                return Routed(placed, "no uploader is running")
+            placed += 1
+        return Routed(placed)
+
+    def _place(self, payload: Payload, room: list[int]) -> bool:
+        count = len(self._slots)
+        for _ in range(count):
+            slot = self._cursor
+            self._cursor = (self._cursor + 1) % count
+            ref = self._slots[slot]
+            if room[slot] <= 0 or ref is None:
+                continue
+            try:
+                ref.tell(payload)
+            except pykka.ActorDeadError:
+                room[slot] = 0
+                continue
+            room[slot] -= 1
+            return True
+        return False
+
+    def _place_anywhere(self, payload: Payload) -> bool:
+        for ref in self._slots:
+            if ref is None:
+                continue
+            try:
+                ref.tell(payload)
+            except pykka.ActorDeadError:
+                continue
+            return True
+        return False

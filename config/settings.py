@@ -1,0 +1,141 @@
+"""The service's settings, read from the environment once, validated, then passed around.
+
+Every variable has a default that works on a laptop; a bad value raises `ConfigError` with one
+line naming the variable and what is allowed, so the process stops at start, not mid-request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ACK_MODES = ("queued", "stored")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message is one line fit for an operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    port: int = 8000
+    web_threads: int = 8
+    max_workers: int = 8
+    max_queue: int = 1000
+    max_body_bytes: int = 1_048_576
+    max_payloads_per_request: int = 1000
+    retry_after_seconds: int = 1
+    ack_mode: str = "queued"
+    s3_bucket: str | None = None
+    s3_prefix: str = "payloads/"
+    s3_endpoint_url: str | None = None
+    embedded_s3_port: int = 9000
+    log_level: str = "INFO"
+
+    @property
+    def uses_embedded_store(self) -> bool:
+        """No bucket configured: serve from a local S3-compatible store instead of AWS."""
+        return self.s3_bucket is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise ConfigError on the first bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        d = cls()  # the defaults (slotted dataclass fields are not readable on the class)
+        return cls(
+            port=reader.integer("PORT", d.port, minimum=1, maximum=65535),
+            web_threads=reader.integer("WEB_THREADS", d.web_threads, minimum=1, maximum=256),
+            max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
+            max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),
+            max_body_bytes=reader.integer(
+                "MAX_BODY_BYTES", d.max_body_bytes, minimum=64, maximum=1 << 30
+            ),
+            max_payloads_per_request=reader.integer(
+                "MAX_PAYLOADS_PER_REQUEST", d.max_payloads_per_request, minimum=1
+            ),
+            retry_after_seconds=reader.integer(
+                "RETRY_AFTER", d.retry_after_seconds, minimum=1, maximum=3600
+            ),
+            ack_mode=reader.choice("ACK_MODE", d.ack_mode, ACK_MODES),
+            s3_bucket=reader.optional("S3_BUCKET"),
+            s3_prefix=reader.prefix("S3_PREFIX", d.s3_prefix),
+            s3_endpoint_url=reader.optional("AWS_ENDPOINT_URL_S3"),
+            embedded_s3_port=reader.integer(
+                "EMBEDDED_S3_PORT", d.embedded_s3_port, minimum=1, maximum=65535
+            ),
+            log_level=reader.choice("LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings, fit for a start-up log line (nothing here is secret)."""
+        return asdict(self)
+
+
+class _Reader:
+    """Parses one variable at a time and turns any failure into a one-line ConfigError."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def optional(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        allowed = (
+            f"an integer >= {minimum}"
+            if maximum is None
+            else (f"an integer from {minimum} to {maximum}")
+        )
+        return self._parse(name, default, allowed, _bounded_int(minimum, maximum))
+
+    def choice(
+        self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False
+    ) -> str:
+        def parse(raw: str) -> str:
+            value = raw.upper() if upper else raw.lower()
+            if value not in choices:
+                raise ValueError
+            return value
+
+        return self._parse(name, default, "one of " + ", ".join(choices), parse)
+
+    def prefix(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            if raw.startswith("/") or ".." in raw.split("/"):
+                raise ValueError
+            return raw if raw.endswith("/") else raw + "/"
+
+        return self._parse(name, default, "a relative key prefix such as 'payloads/'", parse)
+
+    def _parse(self, name: str, default: T, allowed: str, parse: Callable[[str], T]) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not valid: expected {allowed}") from None
+
+
+def _bounded_int(minimum: int, maximum: int | None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError
+        return value
+
+    return parse

@@ -1,0 +1,50 @@
+"""The `mailroom` command: serve, or look at what landed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from config import ConfigError, Settings
+from mailroom.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailroom", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve POST /payloads on $PORT (the default command)")
+    listing = commands.add_parser("list", help="list the keys stored so far, with their bodies")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    listing.add_argument("--keys-only", action="store_true", help="print keys without bodies")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"mailroom: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        if args.command == "list":
+            return _list(settings, args.limit, args.keys_only)
+        from mailroom.service import serve
+
+        return serve(settings)
+    except (RuntimeError, OSError) as error:
+        print(f"mailroom: cannot start: {error}", file=sys.stderr)
+        return 1
+
+
+def _list(settings: Settings, limit: int, keys_only: bool) -> int:
+    from mailroom.wiring import open_store
+
+    handle = open_store(settings, start_embedded=False)
+    keys = handle.store.list_keys(limit=limit)
+    print(f"{len(keys)} object(s) shown from {handle.describe()}", file=sys.stderr)
+    for key in keys:
+        print(key if keys_only else f"{key}\t{handle.store.read(key).decode()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Composition root: builds the store and the actor system from Settings, in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from config import Settings
+from store import S3Store, make_s3_client
+from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreHandle:
+    """The store, plus the embedded server behind it when there is one (to stop it later)."""
+
+    store: S3Store
+    embedded: EmbeddedS3 | None = None
+    endpoint: str | None = None
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    def describe(self) -> str:
+        where = f"s3://{self.store.bucket}/{self.store.prefix}"
+        if self.embedded is not None:
+            return f"{where} in the embedded S3 store at {self.endpoint} (in memory, gone at exit)"
+        return f"{where} at {self.endpoint or 'AWS S3'}"
+
+
+def open_store(settings: Settings, *, start_embedded: bool) -> StoreHandle:
+    """Connect to the configured bucket, or to the embedded store when none is configured.
+
+    `start_embedded` is False for commands that talk to an already running service's store.
+    """
+    if not settings.uses_embedded_store:
+        client = make_s3_client(
+            pool_size=settings.max_workers, endpoint_url=settings.s3_endpoint_url
+        )
+        store = S3Store(client, settings.s3_bucket or "", settings.s3_prefix)
+        return StoreHandle(store, endpoint=settings.s3_endpoint_url)
+    embedded = EmbeddedS3(settings.embedded_s3_port)
+    if start_embedded:
+        embedded.start()
+    client = make_s3_client(
+        pool_size=settings.max_workers,
+        endpoint_url=embedded.endpoint_url,
+        credentials=EMBEDDED_CREDENTIALS,
+        region=EMBEDDED_REGION,
+    )
+    store = S3Store(client, EMBEDDED_BUCKET, settings.s3_prefix)
+    if start_embedded:
+        store.ensure_bucket()
+    return StoreHandle(store, embedded if start_embedded else None, embedded.endpoint_url)

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mailroom",
+    version="0.1.0",
+    description="HTTP ingest: collections of payloads in, S3 objects out, through bounded actors.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["actors", "config", "mailroom", "store", "web"]),
+    install_requires=[
+        "pykka>=4.1,<5",
+        "falcon>=4.0,<5",
+        "waitress>=3.0.1,<4",
+        "boto3>=1.36,<2",
+        "orjson>=3.10,<4",
+    ],
+    extras_require={
+        # The in-process S3-compatible store used when S3_BUCKET is unset (make run).
+        "embedded": ["moto[s3,server]>=5.0,<6"],
+        "dev": [
+            "moto[s3,server]>=5.0,<6",
+            "pytest>=8,<10",
+            "requests>=2.31,<3",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["mailroom=mailroom.cli:main"]},
+)

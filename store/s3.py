@@ -1,0 +1,102 @@
+"""Writing payloads to S3 with one shared, tuned boto3 client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import orjson
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from store.keys import ObjectKey
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # pragma: no cover
+else:
+    S3Client = Any
+
+CONTENT_TYPE = "application/octet-stream"
+
+
+class StoreError(Exception):
+    """A write failed after the client's own retries; says which key and why."""
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(f"could not store {key}: {cause}")
+        self.key = key
+        self.cause = cause
+
+
+def make_s3_client(
+    *,
+    pool_size: int,
+    endpoint_url: str | None = None,
+    credentials: dict[str, str] | None = None,
+    region: str | None = None,
+) -> S3Client:
+    """Build the one client the process shares (creating clients is not thread-safe; using them is).
+
+    The pool is sized to the uploaders so connections are reused rather than churned, and
+    retries use botocore's ``standard`` mode (backoff with jitter on throttling and 5xx).
+    """
+    config = Config(
+        max_pool_connections=max(pool_size, 1),
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=30,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    session = boto3.session.Session(region_name=region)
+    return session.client("s3", endpoint_url=endpoint_url, config=config, **(credentials or {}))
+
+
+class S3Store:
+    """Puts payload documents into one bucket, one object each."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def key_for(self, *, version: str, received_at: float, unique: str) -> ObjectKey:
+        return ObjectKey(self.prefix, version, received_at, unique)
+
+    def save(self, key: ObjectKey, document: Any) -> None:
+        """Store one payload as its JSON; the same key always means the same payload."""
+        name = str(key)
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=name,
+                Body=orjson.dumps(document),
+                ContentType=CONTENT_TYPE,
+                ACL="private",
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "unknown")
+            raise StoreError(name, f"S3 answered {code}") from error
+        except BotoCoreError as error:
+            raise StoreError(name, str(error)) from error
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (used for the embedded store and tests)."""
+        existing = {b["Name"] for b in self._client.list_buckets().get("Buckets", [])}
+        if self.bucket not in existing:
+            self._client.create_bucket(Bucket=self.bucket)
+
+    def list_keys(self, limit: int | None = None) -> list[str]:
+        """Every key under the prefix, oldest partition first (for `mailroom list` and tests)."""
+        keys: list[str] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                keys.append(item["Key"])
+                if limit is not None and len(keys) >= limit:
+                    return keys
+        return keys
+
+    def read(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

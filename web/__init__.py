@@ -1,0 +1,5 @@
+"""HTTP: the Falcon app that accepts collections. Knows nothing of S3."""
+
+from web.app import create_app
+
+__all__ = ["create_app"]
