@@ -17,7 +17,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def sanitise_version(version: str) -> str:
     """Reduce a client-chosen version to a short, single, harmless key segment."""
-    cleaned = _UNSAFE.sub("_", version)[:MAX_VERSION_CHARS].strip("._")
+    cleaned = _UNSAFE.sub("_", version)[:MAX_VERSION_CHARS].strip("._-")
     return cleaned or "unknown"
 
 

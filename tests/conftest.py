@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pykka
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.support import free_port
+
+MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server over real HTTP on loopback, for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+    """A fresh, empty bucket on the moto server, and a boto3 client to read it back."""
+    client = boto3.client(
+        "s3", endpoint_url=moto_endpoint, region_name="us-east-1", **MOTO_CREDENTIALS
+    )
+    name = "test-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    client.create_bucket(Bucket=name)
+    return client, name
+
+
+@pytest.fixture(autouse=True)
+def _stop_all_actors() -> Iterator[None]:
+    """Like pykka's own tests: whatever a test started is stopped afterwards."""
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)

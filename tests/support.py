@@ -1,0 +1,130 @@
+"""Helpers shared by tests: free ports, fake stores, a service process, polling with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy and return it; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class RecordingStore:
+    """A store that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def key_for(self, *, version: str, received_at: float, unique: str) -> str:
+        return f"{version}/{unique}"
+
+    def save(self, key: Any, document: Any) -> None:
+        with self._lock:
+            self.saved[str(key)] = document
+
+
+class ServiceProcess:
+    """The real service (`python -m mailroom serve`) on a loopback port, stopped by SIGTERM."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "PORT": str(self.port), "LOG_LEVEL": "INFO", **env}
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> ServiceProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailroom", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for(self._ready, timeout=timeout, interval=0.1)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"service exited at start:\n{self.proc.stdout.read()}")
+        try:
+            requests.get(self.url + "/payloads", timeout=1)
+        except requests.ConnectionError:
+            return False
+        return True
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, wait, and return the exit code and everything the service logged."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            output, _ = self.proc.communicate()
+            raise AssertionError(f"service did not stop within {timeout}s:\n{output}") from None
+        return self.proc.returncode, output
+
+
+class GatedStore(RecordingStore):
+    """A store whose uploads of documents carrying {"gate": name} wait until that gate opens.
+
+    A document carrying {"boom": true} makes `save` raise, as a bug in an uploader would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[str, threading.Event] = {}
+        self.entered = 0
+        self.thread_of: dict[str, str] = {}
+        self.opened = False
+
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self.gates.setdefault(name, threading.Event())
+
+    def open_all(self) -> None:
+        self.opened = True
+        with self._lock:
+            for event in self.gates.values():
+                event.set()
+
+    def save(self, key: Any, document: Any) -> None:
+        with self._lock:
+            self.entered += 1
+            self.thread_of[str(key)] = threading.current_thread().name
+        if document.get("boom"):
+            raise RuntimeError(f"injected failure for {key}")
+        if "gate" in document and not self.opened:
+            self.gate(document["gate"]).wait(timeout=30)
+        super().save(key, document)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, Settings
+from tests.support import ROOT
+
+
+def test_defaults_work_out_of_the_box() -> None:
+    settings = Settings.from_env({})
+    assert settings.port == 8000
+    assert settings.max_workers == 8
+    assert settings.ack_mode == "queued"
+    assert settings.uses_embedded_store
+    assert settings.s3_prefix == "payloads/"
+
+
+def test_values_are_read_and_normalised() -> None:
+    settings = Settings.from_env(
+        {
+            "PORT": "9001",
+            "MAX_WORKERS": " 4 ",
+            "MAX_QUEUE": "50",
+            "ACK_MODE": "STORED",
+            "S3_BUCKET": "bucket",
+            "S3_PREFIX": "in/coming",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert (settings.port, settings.max_workers, settings.max_queue) == (9001, 4, 50)
+    assert settings.ack_mode == "stored"
+    assert settings.s3_prefix == "in/coming/"
+    assert settings.log_level == "DEBUG"
+    assert not settings.uses_embedded_store
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("MAX_WORKERS", "abc", "MAX_WORKERS='abc' is not valid: expected an integer from 1 to"),
+        ("MAX_WORKERS", "0", "MAX_WORKERS='0' is not valid: expected an integer from 1 to"),
+        ("ACK_MODE", "maybe", "ACK_MODE='maybe' is not valid: expected one of queued, stored"),
+        ("PORT", "70000", "PORT='70000' is not valid"),
+        ("S3_PREFIX", "../up", "S3_PREFIX='../up' is not valid"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not valid"),
+    ],
+)
+def test_bad_values_name_the_variable_and_what_is_allowed(
+    name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+    assert str(raised.value).startswith(expected)
+
+
+def test_bad_value_stops_the_process_at_start_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailroom", "serve"],
+        cwd=ROOT,
+        env={"MAX_WORKERS": "abc", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "mailroom: configuration error: MAX_WORKERS='abc' is not valid: "
+        "expected an integer from 1 to 1024"
+    ]
+    assert "Traceback" not in result.stderr
