@@ -1,0 +1,233 @@
+"""A small, fast S3-compatible sink on loopback: enough of S3 for PutObject, and faults on demand.
+
+moto's server answers ~120 PUT/s, far too slow to measure mailroom; this one answers thousands,
+after a configurable latency (real S3 takes tens of milliseconds), and counts the payloads it
+got (one per object, or one per line of a newline-delimited batch, gzipped or not). It can also
+misbehave: answer a share of PUTs with 503 SlowDown, or be down (refuse connections) for a
+while. Objects are kept in memory so tests can check every one, exactly once.
+
+Run alone: `python -m bench.s3sink --port 9100 --latency-ms 30`; `GET /_stats` returns counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+@dataclass
+class StoredObject:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class SinkStats:
+    puts: int = 0
+    payloads: int = 0
+    failed_puts: int = 0
+    overwrites: int = 0
+    first_put: float | None = None
+    last_put: float | None = None
+
+
+@dataclass
+class Faults:
+    """What the sink should get wrong: a share of PUTs refused, or everything down until a time."""
+
+    fail_rate: float = 0.0
+    down_until: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+
+def decode_aws_chunked(body: bytes) -> bytes:
+    """botocore's streaming upload format: hex size, CRLF, data, CRLF ... 0, trailers."""
+    out = bytearray()
+    pos = 0
+    while True:
+        end = body.index(b"\r\n", pos)
+        size = int(body[pos:end].split(b";", 1)[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += body[end + 2 : end + 2 + size]
+        pos = end + 2 + size + 2
+
+
+def count_payloads(body: bytes, headers: dict[str, str]) -> int:
+    """One payload per object, or one per line when the object is a batch."""
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    if b"\n" in body.rstrip(b"\n"):
+        return sum(1 for line in body.splitlines() if line.strip())
+    return 1
+
+
+class S3Sink:
+    """The sink's state and protocol; `serve_in_thread` runs it beside a test or a benchmark."""
+
+    def __init__(self, latency_ms: float = 30.0, keep_bodies: bool = True) -> None:
+        self.latency = latency_ms / 1000.0
+        self.keep_bodies = keep_bodies
+        self.objects: dict[str, StoredObject] = {}
+        self.stats = SinkStats()
+        self.faults = Faults()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def payload_count(self) -> int:
+        with self._lock:
+            return self.stats.payloads
+
+    def fail_share(self, rate: float) -> None:
+        self.faults.fail_rate = rate
+
+    def go_down_for(self, seconds: float) -> None:
+        """Refuse every connection for `seconds` (as an outage would), then come back."""
+        self.faults.down_until = time.monotonic() + seconds
+
+    # -- serving ------------------------------------------------------------------------
+
+    def serve_in_thread(self, port: int = 0) -> S3Sink:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._client, "127.0.0.1", port, backlog=1024)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="s3sink", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._server is not None:
+            self._loop.call_soon_threadsafe(self._server.close)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                if time.monotonic() < self.faults.down_until:
+                    return  # an outage: the connection is dropped unanswered
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, headers = _parse_head(head)
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                length = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(length) if length else b""
+                status, extra, payload = await self._handle(method, target, headers, body)
+                writer.write(_response(status, extra, payload))
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            return
+        finally:
+            writer.close()
+
+    async def _handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[str, dict[str, str], bytes]:
+        path = unquote(urlsplit(target).path)
+        if method == "GET" and path == "/_stats":
+            with self._lock:
+                stats = dict(vars(self.stats))
+            return "200 OK", {"Content-Type": "application/json"}, orjson.dumps(stats)
+        if method == "PUT" and path.count("/") >= 2:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if self.faults.fail_rate and self.faults.rng.random() < self.faults.fail_rate:
+                with self._lock:
+                    self.stats.failed_puts += 1
+                return "503 Slow Down", {"Content-Type": "application/xml"}, SLOWDOWN
+            if "aws-chunked" in headers.get("content-encoding", "") or headers.get(
+                "x-amz-content-sha256", ""
+            ).startswith("STREAMING"):
+                body = decode_aws_chunked(body)
+            self._store(path, body, headers)
+            etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+            return "200 OK", {"ETag": f'"{etag}"'}, b""
+        if method in ("PUT", "HEAD") and path.count("/") == 1:
+            return "200 OK", {}, b""  # bucket create / head: accepted
+        return "404 Not Found", {"Content-Type": "application/xml"}, b"<Error/>"
+
+    def _store(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        key = path.split("/", 2)[2]
+        kept = {
+            name: value
+            for name, value in headers.items()
+            if name in ("content-type", "x-amz-acl", "content-encoding")
+        }
+        payloads = count_payloads(body, headers)
+        now = time.monotonic()
+        with self._lock:
+            if key in self.objects:
+                self.stats.overwrites += 1
+            else:
+                self.stats.payloads += payloads
+            self.objects[key] = StoredObject(body if self.keep_bodies else b"", kept)
+            self.stats.puts += 1
+            self.stats.first_put = self.stats.first_put or now
+            self.stats.last_put = now
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+def _response(status: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Server: s3sink"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--latency-ms", type=float, default=30.0)
+    args = parser.parse_args()
+    sink = S3Sink(args.latency_ms, keep_bodies=False).serve_in_thread(args.port)
+    print(f"s3sink listening on {sink.endpoint}, {args.latency_ms} ms per PUT", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()
