@@ -3,10 +3,18 @@
 Knows nothing of HTTP: the web layer hands it documents through `Dispatcher`.
 """
 
-from actors.dispatcher import Dispatcher, Refused
+from actors.dispatcher import Dispatcher, Outcome, Refused
 from actors.messages import Payload
 from actors.router import RouterActor
 from actors.system import ActorSystem
 from actors.uploader import UploaderActor
 
-__all__ = ["ActorSystem", "Dispatcher", "Payload", "Refused", "RouterActor", "UploaderActor"]
+__all__ = [
+    "ActorSystem",
+    "Dispatcher",
+    "Outcome",
+    "Payload",
+    "Refused",
+    "RouterActor",
+    "UploaderActor",
+]

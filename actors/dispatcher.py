@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from actors.ids import new_id
-from actors.messages import Payload, Route, Routed
+from actors.messages import Payload, Receipt, Route, Routed
 
 
 class Refused(Exception):
@@ -18,6 +19,19 @@ class Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of an accepted collection by the time the caller stopped waiting."""
+
+    accepted: int
+    landed: int
+    spooled: int
+
+    @property
+    def all_landed(self) -> bool:
+        return self.landed == self.accepted
 
 
 class Dispatcher:
@@ -36,8 +50,18 @@ class Dispatcher:
 
     def submit(self, version: str, documents: Sequence[Any]) -> int:
         """Place every document in an uploader mailbox and return how many; or raise Refused."""
+        return self._place(version, documents, None)
+
+    def submit_and_wait(self, version: str, documents: Sequence[Any], wait: float) -> Outcome:
+        """Like submit, then wait up to `wait` seconds for every payload to land or be spooled."""
+        receipt = Receipt(len(documents))
+        accepted = self._place(version, documents, receipt)
+        receipt.wait(wait)
+        return Outcome(accepted, receipt.landed, receipt.spooled)
+
+    def _place(self, version: str, documents: Sequence[Any], receipt: Receipt | None) -> int:
         received_at = self._clock()
-        payloads = [Payload(new_id(), version, received_at, doc) for doc in documents]
+        payloads = [Payload(new_id(), version, received_at, d, 0, receipt) for d in documents]
         try:
             answer: Routed = self._router.ask(Route(payloads), timeout=self._timeout)
         except pykka.ActorDeadError:

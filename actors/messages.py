@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from queue import Queue
 from typing import Any
+
+
+class Receipt:
+    """Counts down as the payloads of one request land or are spooled (for ACK_MODE=stored)."""
+
+    def __init__(self, expected: int) -> None:
+        self._pending = expected
+        self.landed = 0
+        self.spooled = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def record(self, *, landed: bool) -> None:
+        with self._lock:
+            if landed:
+                self.landed += 1
+            else:
+                self.spooled += 1
+            self._pending -= 1
+            if self._pending <= 0:
+                self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once every payload is accounted for (landed or spooled) within `timeout`."""
+        return self._done.wait(timeout)
 
 
 @dataclass(slots=True)
@@ -12,6 +39,7 @@ class Payload:
 
     `id` and `received_at` are fixed when the payload is accepted, so every later attempt
     (a retry, a redelivery after a crash, a replay from the spool) writes the same object.
+    `crashes` counts the uploaders it has crashed, to tell a poison message.
     """
 
     id: str
@@ -19,6 +47,7 @@ class Payload:
     received_at: float
     document: Any
     crashes: int = 0
+    receipt: Receipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +66,26 @@ class Routed:
 
 
 @dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Place payloads that were already accepted wherever there is a live uploader."""
+
+    payloads: list[Payload]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceSlot:
+    """Point a slot at a new uploader, or at nothing once the slot is given up."""
+
+    slot: int
+    ref: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """A no-op the router answers only after everything sent to it before."""
+
+
+@dataclass(frozen=True, slots=True)
 class SlotStatus:
     """One uploader slot, as the router sees it."""
 
@@ -50,3 +99,27 @@ class Status:
     """Ask the router for the state of every slot."""
 
     slots: list[SlotStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """An uploader's last words to its supervisor: what it was doing and where its mailbox is.
+
+    The dying uploader waits on `handed_over` so that pykka does not discard its mailbox
+    before the supervisor has taken every message out of it.
+    """
+
+    slot: int
+    actor: str
+    cause: str
+    in_flight: Payload | None
+    inbox: Queue[Any]
+    handed_over: threading.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Supervisor to itself, after the backoff: start a new uploader in `slot` with these."""
+
+    slot: int
+    payloads: list[Payload]

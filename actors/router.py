@@ -8,11 +8,12 @@ whole or refused whole, so a client may resend a refused collection without dupl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from actors.messages import Payload, Route, Routed, SlotStatus, Status
+from actors.messages import Payload, Redeliver, ReplaceSlot, Route, Routed, SlotStatus, Status, Sync
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,16 @@ class RouterActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, slots: list[pykka.ActorRef[Any]], max_queue: int) -> None:
+    def __init__(
+        self,
+        slots: list[pykka.ActorRef[Any] | None],
+        max_queue: int,
+        overflow: Callable[[list[Payload], str], None],
+    ) -> None:
         super().__init__()
-        self._slots: list[pykka.ActorRef[Any] | None] = list(slots)
+        self._slots = list(slots)
         self._max_queue = max_queue
+        self._overflow = overflow
         self._cursor = 0
 
     def on_receive(self, message: Any) -> Any:
@@ -33,11 +40,14 @@ class RouterActor(pykka.ThreadingActor):
             return self._route(message.payloads)
         if isinstance(message, Status):
             return Status([self._slot_status(i) for i in range(len(self._slots))])
+        if isinstance(message, ReplaceSlot):
+            self._slots[message.slot] = message.ref
+            return None
+        if isinstance(message, Redeliver):
+            return self._redeliver(message.payloads)
+        if isinstance(message, Sync):
+            return None
         return super().on_receive(message)
-
-    def replace_slot(self, slot: int, ref: pykka.ActorRef[Any] | None) -> None:
-        """Point a slot at a new uploader, or at nothing once the slot is given up."""
-        self._slots[slot] = ref
 
     def _room(self, ref: pykka.ActorRef[Any] | None) -> int:
         if ref is None or not ref.is_alive():
@@ -55,20 +65,15 @@ class RouterActor(pykka.ThreadingActor):
             if not any(room) and not any(r is not None and r.is_alive() for r in self._slots):
                 return Routed(0, "no uploader is running")
             return Routed(0, "all uploader mailboxes are full")
-        placed = 0
-        for payload in payloads:
+        for placed, payload in enumerate(payloads):
             # If an uploader died between counting and sending, the rest go wherever
             # something is alive, past the bound, rather than half-accepting.
             if not self._place(payload, room) and not self._place_anywhere(payload):
-                log.error(
-                    "router: no uploader alive while placing a collection; "
-                    "%d of %d payloads were placed",
-                    placed,
-                    len(payloads),
-                )
-                return Routed(placed, "no uploader is running")
-            placed += 1
-        return Routed(placed)
+                # Every uploader died mid-collection. Part of it is already placed, so the
+                # rest is kept on disk: the collection stays accepted whole, nothing is lost.
+                self._overflow(payloads[placed:], "no uploader alive while placing a collection")
+                break
+        return Routed(len(payloads))
 
     def _place(self, payload: Payload, room: list[int]) -> bool:
         count = len(self._slots)
@@ -86,6 +91,13 @@ class RouterActor(pykka.ThreadingActor):
             room[slot] -= 1
             return True
         return False
+
+    def _redeliver(self, payloads: list[Payload]) -> int:
+        """Place already-accepted payloads in order, past the bounds if need be; return how many."""
+        for placed, payload in enumerate(payloads):
+            if not self._place_anywhere(payload):
+                return placed
+        return len(payloads)
 
     def _place_anywhere(self, payload: Payload) -> bool:
         for ref in self._slots:

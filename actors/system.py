@@ -1,51 +1,139 @@
-"""Starting the actors in a fixed order (uploaders, then the router) and stopping in reverse."""
+"""Starting the actors in a fixed order and draining them on the way down.
+
+Start: the supervisor (which starts one uploader per slot), then the router over those slots.
+Stop: the router first (no new work), then every uploader finishes its mailbox; whatever cannot
+be uploaded before the deadline goes to the dead-letter spool, so nothing accepted is lost.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pykka
 
-from actors.messages import Status
+from actors.messages import Payload, Status
+from actors.retry import Backoff, Deadline
 from actors.router import RouterActor
-from actors.uploader import PayloadStore, UploaderActor
+from actors.supervisor import AttachRouter, CurrentSlots, RestartPolicy, ShutDown, SupervisorActor
+from actors.uploader import PayloadStore, SlotState, Spool, UploaderActor, dead_letter, drain
 
 log = logging.getLogger(__name__)
 
 
 class ActorSystem:
-    """Owns the router and its uploaders for the life of one serving process."""
+    """Owns the supervisor, the uploaders and the router for the life of one serving process."""
 
-    def __init__(self, store: PayloadStore, *, workers: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        store: PayloadStore,
+        spool: Spool,
+        *,
+        workers: int,
+        max_queue: int,
+        backoff: Backoff | None = None,
+        restart_policy: RestartPolicy | None = None,
+    ) -> None:
         self._store = store
+        self._spool = spool
         self._workers = workers
         self._max_queue = max_queue
-        self.uploaders: list[pykka.ActorRef[Any]] = []
+        self._backoff = backoff or Backoff()
+        self._policy = restart_policy or RestartPolicy()
+        self.deadline = Deadline()
+        self._states = [SlotState() for _ in range(workers)]
+        self.supervisor: pykka.ActorRef[Any] | None = None
         self.router: pykka.ActorRef[Any] | None = None
 
     def start(self) -> pykka.ActorRef[Any]:
-        self.uploaders = [UploaderActor.start(i, self._store) for i in range(self._workers)]
-        self.router = RouterActor.start(self.uploaders, self._max_queue)
+        self.supervisor = SupervisorActor.start(
+            self._new_uploader, self._workers, self.dead_letter, self._policy
+        )
+        slots = self.supervisor.ask(CurrentSlots(), timeout=10)
+        self.router = RouterActor.start(slots, self._max_queue, self.dead_letter)
+        self.supervisor.tell(AttachRouter(self.router))
         log.info(
             "actors started: %d uploaders, mailboxes of %d payloads each",
             self._workers,
             self._max_queue,
+            extra={"event": "actors_started", "workers": self._workers},
         )
         return self.router
+
+    def _new_uploader(self, slot: int, supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        return UploaderActor.start(
+            slot,
+            self._store,
+            self._spool,
+            backoff=self._backoff,
+            deadline=self.deadline,
+            state=self._states[slot],
+            supervisor=supervisor,
+        )
+
+    def dead_letter(self, payloads: list[Payload], reason: str) -> None:
+        dead_letter(self._store, self._spool, payloads, reason)
+
+    @property
+    def uploaders(self) -> list[pykka.ActorRef[Any] | None]:
+        if self.supervisor is None:
+            return []
+        return self.supervisor.ask(CurrentSlots(), timeout=5)
 
     def status(self) -> Status:
         if self.router is None:
             return Status()
         return self.router.ask(Status(), timeout=5)
 
-    def stop(self, timeout: float = 25.0) -> None:
-        """Stop the router first (no new work), then let each uploader finish its mailbox."""
+    def drain(self, timeout: float) -> None:
+        """Stop taking work, upload what the mailboxes hold, spool what is left at the deadline.
+
+        Uploads go on until `timeout - margin`; then retries stop, every remaining message is
+        spooled, and this returns within `timeout` whatever S3 is doing.
+        """
+        started = time.monotonic()
+        margin = min(3.0, timeout / 4)
+        self.deadline.set(started + timeout - margin)
+        uploaders = [ref for ref in self.uploaders if ref is not None]
         if self.router is not None:
-            self.router.stop(block=True, timeout=timeout)
-        for ref in self.uploaders:
+            self.router.stop(block=True, timeout=5)
+        if self.supervisor is not None:
+            self.supervisor.ask(ShutDown(), timeout=5)
+        for ref in uploaders:
             try:
-                ref.stop(block=True, timeout=timeout)
-            except pykka.Timeout:
-                log.error("uploader did not finish its mailbox within %.0fs", timeout)
-        log.info("actors stopped")
+                ref.stop(block=False)
+            except pykka.ActorDeadError:
+                continue
+        for ref in uploaders:
+            ref.actor_stopped.wait(self.deadline.remaining())
+        left = self._spool_leftovers(uploaders)
+        if self.supervisor is not None:
+            self.supervisor.stop(block=True, timeout=5)
+        log.info(
+            "actors drained in %.1fs; %d payload(s) spooled for replay at the deadline",
+            time.monotonic() - started,
+            left,
+            extra={"event": "actors_drained", "spooled": left},
+        )
+
+    def _spool_leftovers(self, uploaders: list[pykka.ActorRef[Any]]) -> int:
+        """Past the deadline: take what is still queued or in flight and write it to the spool.
+
+        An in-flight payload whose put is still running may land as well; its key is fixed, so
+        the replay overwrites the same object rather than duplicating it.
+        """
+        leftovers: list[Payload] = []
+        for ref in uploaders:
+            if not ref.is_alive():
+                continue
+            envelopes = drain(ref.actor_inbox)
+            leftovers += [e.message for e in envelopes if isinstance(e.message, Payload)]
+            for envelope in envelopes:  # put the stop request back
+                if not isinstance(envelope.message, Payload):
+                    ref.actor_inbox.put(envelope)
+        for state in self._states:
+            if state.current is not None:
+                leftovers.append(state.current)
+        self.dead_letter(leftovers, "shutdown deadline reached before these were uploaded")
+        return len(leftovers)

@@ -37,6 +37,12 @@ class Settings:
     s3_prefix: str = "payloads/"
     s3_endpoint_url: str | None = None
     embedded_s3_port: int = 9000
+    spool_dir: str = "spool"
+    upload_retry_seconds: float = 30.0
+    max_restarts: int = 5
+    restart_period: float = 60.0
+    shutdown_timeout: float = 25.0
+    stored_ack_timeout: float = 10.0
     log_level: str = "INFO"
 
     @property
@@ -71,6 +77,20 @@ class Settings:
             embedded_s3_port=reader.integer(
                 "EMBEDDED_S3_PORT", d.embedded_s3_port, minimum=1, maximum=65535
             ),
+            spool_dir=reader.optional("SPOOL_DIR") or d.spool_dir,
+            upload_retry_seconds=reader.number(
+                "UPLOAD_RETRY_SECONDS", d.upload_retry_seconds, minimum=0, maximum=3600
+            ),
+            max_restarts=reader.integer("MAX_RESTARTS", d.max_restarts, minimum=0, maximum=1000),
+            restart_period=reader.number(
+                "RESTART_PERIOD", d.restart_period, minimum=1, maximum=86400
+            ),
+            shutdown_timeout=reader.number(
+                "SHUTDOWN_TIMEOUT", d.shutdown_timeout, minimum=1, maximum=3600
+            ),
+            stored_ack_timeout=reader.number(
+                "STORED_ACK_TIMEOUT", d.stored_ack_timeout, minimum=0.1, maximum=300
+            ),
             log_level=reader.choice("LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
         )
 
@@ -101,6 +121,15 @@ class _Reader:
             else (f"an integer from {minimum} to {maximum}")
         )
         return self._parse(name, default, allowed, _bounded_int(minimum, maximum))
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not minimum <= value <= maximum:  # also refuses nan
+                raise ValueError
+            return value
+
+        return self._parse(name, default, f"a number from {minimum:g} to {maximum:g}", parse)
 
     def choice(
         self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False

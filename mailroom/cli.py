@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     listing = commands.add_parser("list", help="list the keys stored so far, with their bodies")
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     listing.add_argument("--keys-only", action="store_true", help="print keys without bodies")
+    commands.add_parser("replay", help="upload what the dead-letter spool holds, then empty it")
     args = parser.parse_args(argv)
 
     try:
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(settings, args.limit, args.keys_only)
+        if args.command == "replay":
+            return _replay(settings)
         from mailroom.service import serve
 
         return serve(settings)
@@ -44,6 +47,21 @@ def _list(settings: Settings, limit: int, keys_only: bool) -> int:
     for key in keys:
         print(key if keys_only else f"{key}\t{handle.store.read(key).decode()}")
     return 0
+
+
+def _replay(settings: Settings) -> int:
+    """Exit 0 when the spool is empty afterwards, 1 when something still fails."""
+    from mailroom.wiring import open_spool, open_store
+
+    spool = open_spool(settings)
+    objects, payloads = spool.size()
+    handle = open_store(settings, start_embedded=False)
+    result = spool.replay(handle.store.put)
+    print(
+        f"replayed {spool.directory}: {result.landed} of {payloads} payload(s) in {objects} "
+        f"object(s) landed in {handle.describe()}; {result.failed} still failing"
+    )
+    return 0 if result.failed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from config import Settings
 from store import S3Store, make_s3_client
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
+from store.spool import DeadLetterSpool
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +56,7 @@ def open_store(settings: Settings, *, start_embedded: bool) -> StoreHandle:
     if start_embedded:
         store.ensure_bucket()
     return StoreHandle(store, embedded if start_embedded else None, embedded.endpoint_url)
+
+
+def open_spool(settings: Settings) -> DeadLetterSpool:
+    return DeadLetterSpool(settings.spool_dir)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import boto3
-import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from store.keys import ObjectKey
+from store.objects import S3Object, encode_document
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -19,13 +19,32 @@ else:
 CONTENT_TYPE = "application/octet-stream"
 
 
-class StoreError(Exception):
-    """A write failed after the client's own retries; says which key and why."""
+# Answers that mean "try again later" rather than "this request is wrong".
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
 
-    def __init__(self, key: str, cause: str) -> None:
+
+class StoreError(Exception):
+    """A write failed after the client's own retries; says which key, why, and if retrying helps."""
+
+    def __init__(self, key: str, cause: str, *, retryable: bool) -> None:
         super().__init__(f"could not store {key}: {cause}")
         self.key = key
         self.cause = cause
+        self.retryable = retryable
 
 
 def make_s3_client(
@@ -64,22 +83,34 @@ class S3Store:
     def key_for(self, *, version: str, received_at: float, unique: str) -> ObjectKey:
         return ObjectKey(self.prefix, version, received_at, unique)
 
-    def save(self, key: ObjectKey, document: Any) -> None:
-        """Store one payload as its JSON; the same key always means the same payload."""
-        name = str(key)
+    def object_for(
+        self, document: Any, *, version: str, received_at: float, unique: str
+    ) -> S3Object:
+        """Encode one payload under its key; the same facts always give the same object."""
+        key = self.key_for(version=version, received_at=received_at, unique=unique)
+        return S3Object(str(key), encode_document(document))
+
+    def put(self, obj: S3Object) -> None:
+        """Write one object, or raise StoreError saying whether a later attempt may succeed."""
+        extra = {"ContentEncoding": obj.content_encoding} if obj.content_encoding else {}
         try:
             self._client.put_object(
                 Bucket=self.bucket,
-                Key=name,
-                Body=orjson.dumps(document),
+                Key=obj.key,
+                Body=obj.body,
                 ContentType=CONTENT_TYPE,
                 ACL="private",
+                **extra,
             )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "unknown")
-            raise StoreError(name, f"S3 answered {code}") from error
+            details = error.response.get("Error", {})
+            code = str(details.get("Code", "unknown"))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            retryable = code in RETRYABLE_CODES or status >= 500
+            raise StoreError(obj.key, f"S3 answered {code}", retryable=retryable) from error
         except BotoCoreError as error:
-            raise StoreError(name, str(error)) from error
+            # Connection refused or reset, timeouts, endpoint unreachable: all transient.
+            raise StoreError(obj.key, str(error), retryable=True) from error
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (used for the embedded store and tests)."""

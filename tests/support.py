@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
+
+from store import S3Object
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,18 +40,22 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 
 
 
 class RecordingStore:
-    """A store that keeps what it is given."""
+    """A store that keeps what it is given in memory, keyed as the real one is."""
 
     def __init__(self) -> None:
         self.saved: dict[str, Any] = {}
+        self.puts = 0
         self._lock = threading.Lock()
 
-    def key_for(self, *, version: str, received_at: float, unique: str) -> str:
-        return f"{version}/{unique}"
+    def object_for(
+        self, document: Any, *, version: str, received_at: float, unique: str
+    ) -> S3Object:
+        return S3Object(f"{version}/{unique}", orjson.dumps(document))
 
-    def save(self, key: Any, document: Any) -> None:
+    def put(self, obj: S3Object) -> None:
         with self._lock:
-            self.saved[str(key)] = document
+            self.puts += 1
+            self.saved[obj.key] = orjson.loads(obj.body)
 
 
 class ServiceProcess:
@@ -99,7 +106,8 @@ class ServiceProcess:
 class GatedStore(RecordingStore):
     """A store whose uploads of documents carrying {"gate": name} wait until that gate opens.
 
-    A document carrying {"boom": true} makes `save` raise, as a bug in an uploader would.
+    A document carrying {"boom": true} makes `put` raise as a bug would (crashing the
+    uploader); {"crash_times": n} does so only the first n times that document is seen.
     """
 
     def __init__(self) -> None:
@@ -107,6 +115,7 @@ class GatedStore(RecordingStore):
         self.gates: dict[str, threading.Event] = {}
         self.entered = 0
         self.thread_of: dict[str, str] = {}
+        self.seen: dict[str, int] = {}
         self.opened = False
 
     def gate(self, name: str) -> threading.Event:
@@ -119,12 +128,14 @@ class GatedStore(RecordingStore):
             for event in self.gates.values():
                 event.set()
 
-    def save(self, key: Any, document: Any) -> None:
+    def put(self, obj: S3Object) -> None:
+        document = orjson.loads(obj.body)
         with self._lock:
             self.entered += 1
-            self.thread_of[str(key)] = threading.current_thread().name
-        if document.get("boom"):
-            raise RuntimeError(f"injected failure for {key}")
+            self.thread_of[obj.key] = threading.current_thread().name
+            self.seen[obj.key] = seen = self.seen.get(obj.key, 0) + 1
         if "gate" in document and not self.opened:
             self.gate(document["gate"]).wait(timeout=30)
-        super().save(key, document)
+        if document.get("boom") or seen <= document.get("crash_times", 0):
+            raise RuntimeError(f"injected bug while storing {obj.key}")
+        super().put(obj)

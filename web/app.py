@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import falcon
 
 from config import Settings
@@ -10,8 +12,14 @@ from web.media import json_handlers
 from web.payloads import PayloadsResource, Submitter
 
 
-def create_app(submitter: Submitter, settings: Settings) -> falcon.App:
-    """Build the WSGI app around a submitter (the actor system's `Dispatcher`)."""
+def create_app(
+    submitter: Submitter, settings: Settings, draining: threading.Event | None = None
+) -> falcon.App:
+    """Build the WSGI app around a submitter (the actor system's `Dispatcher`).
+
+    `draining` is set at shutdown: from then on every POST is answered 503 and the
+    connection closed, so clients go elsewhere while the mailboxes drain.
+    """
     app = falcon.App()
     handlers = json_handlers()
     app.req_options.media_handlers.update(handlers)
@@ -20,11 +28,6 @@ def create_app(submitter: Submitter, settings: Settings) -> falcon.App:
     app.set_error_serializer(serialize_error)
     app.add_route(
         "/payloads",
-        PayloadsResource(
-            submitter,
-            max_body_bytes=settings.max_body_bytes,
-            max_payloads=settings.max_payloads_per_request,
-            retry_after=settings.retry_after_seconds,
-        ),
+        PayloadsResource(submitter, settings, draining or threading.Event()),
     )
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 import falcon
 
-from actors import Refused
+from actors import Outcome, Refused
+from config import Settings
 from web.collection import InvalidCollection, parse_collection
 from web.errors import JSONError
 
@@ -18,22 +20,26 @@ class Submitter(Protocol):
 
     def submit(self, version: str, documents: list[Any]) -> int: ...
 
+    def submit_and_wait(self, version: str, documents: list[Any], wait: float) -> Outcome: ...
+
 
 class PayloadsResource:
-    def __init__(
-        self,
-        submitter: Submitter,
-        *,
-        max_body_bytes: int,
-        max_payloads: int,
-        retry_after: int,
-    ) -> None:
+    def __init__(self, submitter: Submitter, settings: Settings, draining: threading.Event) -> None:
         self._submitter = submitter
-        self._max_body = max_body_bytes
-        self._max_payloads = max_payloads
-        self._retry_after = retry_after
+        self._draining = draining
+        self._max_body = settings.max_body_bytes
+        self._max_payloads = settings.max_payloads_per_request
+        self._retry_after = str(settings.retry_after_seconds)
+        self._wait_stored = settings.stored_ack_timeout if settings.ack_mode == "stored" else None
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._draining.is_set():
+            raise JSONError(
+                falcon.HTTP_503,
+                "shutting_down",
+                "this instance is shutting down; nothing was accepted; send it again",
+                headers={"Retry-After": self._retry_after, "Connection": "close"},
+            )
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type not in JSON_TYPES:
             raise JSONError(
@@ -49,16 +55,40 @@ class PayloadsResource:
                 falcon.HTTP_400, "invalid_collection", str(error), field=error.field
             ) from None
         try:
-            accepted = self._submitter.submit(collection.version, collection.data)
+            if self._wait_stored is None:
+                accepted = self._submitter.submit(collection.version, collection.data)
+                resp.status = falcon.HTTP_202
+                resp.media = {"accepted": accepted}
+            else:
+                outcome = self._submitter.submit_and_wait(
+                    collection.version, collection.data, self._wait_stored
+                )
+                self._answer_stored(resp, outcome)
         except Refused as refusal:
             raise JSONError(
                 falcon.HTTP_503,
                 "overloaded",
                 f"collection refused, none of it was accepted: {refusal}; retry later",
-                headers={"Retry-After": str(self._retry_after)},
+                headers={"Retry-After": self._retry_after},
             ) from None
-        resp.status = falcon.HTTP_202
-        resp.media = {"accepted": accepted}
+
+    def _answer_stored(self, resp: falcon.Response, outcome: Outcome) -> None:
+        """ACK_MODE=stored: 200 only when every payload is in S3."""
+        if outcome.all_landed:
+            resp.status = falcon.HTTP_200
+            resp.media = {"accepted": outcome.accepted, "stored": outcome.landed}
+            return
+        raise JSONError(
+            falcon.HTTP_503,
+            "not_confirmed",
+            f"all {outcome.accepted} payloads were accepted but only {outcome.landed} are "
+            f"confirmed in S3 after {self._wait_stored:g}s; {outcome.spooled} went to the "
+            "dead-letter spool for replay and the rest are still being uploaded. They will "
+            "land without being sent again: resending creates duplicates.",
+            accepted=outcome.accepted,
+            stored=outcome.landed,
+            spooled=outcome.spooled,
+        )
 
     def _read_body(self, req: falcon.Request) -> bytes:
         """Refuse an oversized body from its Content-Length, before reading a byte of it."""

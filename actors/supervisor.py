@@ -1,0 +1,254 @@
+"""The supervisor: restarts crashed uploaders and redelivers their messages (OTP's one_for_one).
+
+pykka has no supervision and drops a crashed actor's mailbox silently. Here a crashing
+uploader hands its in-flight message and its mailbox to this actor, which starts a replacement
+in the same slot after a backoff and gives it every message back. A slot that crashes more than
+`max_restarts` times within `period` seconds is given up (its messages go to the other slots);
+a message that has crashed `poison_after` uploaders goes to the dead-letter spool instead.
+Every event is one log line naming the actor, the slot, the cause and the message counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.messages import Crashed, Payload, Redeliver, ReplaceSlot, Restart, Sync
+from actors.uploader import drain, payloads_in
+
+log = logging.getLogger(__name__)
+
+UploaderFactory = Callable[[int, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
+DeadLetter = Callable[[list[Payload], str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    max_restarts: int = 5
+    period: float = 60.0
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+    poison_after: int = 3
+
+    def backoff(self, recent_restarts: int) -> float:
+        return min(self.backoff_cap, self.backoff_base * 2 ** max(recent_restarts - 1, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRouter:
+    router: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentSlots:
+    """Ask for the uploader in each slot (None where the slot was given up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShutDown:
+    """No more restarts: spool what is held and what later crashes hand over."""
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        factory: UploaderFactory,
+        workers: int,
+        dead_letter: DeadLetter,
+        policy: RestartPolicy,
+    ) -> None:
+        super().__init__()
+        self._factory = factory
+        self._workers = workers
+        self._dead_letter = dead_letter
+        self._policy = policy
+        self._slots: list[pykka.ActorRef[Any] | None] = []
+        self._restarts = [collections.deque[float]() for _ in range(workers)]
+        self._held: dict[int, list[Payload]] = {}
+        self._router: pykka.ActorRef[Any] | None = None
+        self._shutting_down = False
+
+    def __str__(self) -> str:
+        return "supervisor"
+
+    def on_start(self) -> None:
+        self._slots = [self._factory(slot, self.actor_ref) for slot in range(self._workers)]
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Crashed):
+            return self._crashed(message)
+        if isinstance(message, Restart):
+            return self._restart(message)
+        if isinstance(message, CurrentSlots):
+            return list(self._slots)
+        if isinstance(message, AttachRouter):
+            self._router = message.router
+            return None
+        if isinstance(message, ShutDown):
+            return self._shut_down()
+        return super().on_receive(message)
+
+    def _crashed(self, report: Crashed) -> None:
+        messages, stop_requested = self._take_mailbox(report)
+        pending = len(messages)
+        in_flight = report.in_flight
+        if in_flight is not None:
+            messages.insert(0, in_flight)
+        fields = {"actor": report.actor, "slot": report.slot, "cause": report.cause}
+        if in_flight is not None:
+            in_flight.crashes += 1
+            if in_flight.crashes >= self._policy.poison_after:
+                messages.remove(in_flight)
+                self._dead_letter(
+                    [in_flight], f"poison message: crashed {in_flight.crashes} uploaders"
+                )
+                log.error(
+                    "%s: payload %s crashed %d uploaders; spooled it as a poison message",
+                    report.actor,
+                    in_flight.id,
+                    in_flight.crashes,
+                    extra={"event": "poison_spooled", "payload": in_flight.id, **fields},
+                )
+        if self._shutting_down or stop_requested:
+            self._dead_letter(messages, f"{report.actor} crashed during shutdown")
+            self._set_slot(report.slot, None)
+            log.error(
+                "%s crashed during shutdown (%s); spooled its %d message(s)",
+                report.actor,
+                report.cause,
+                len(messages),
+                extra={"event": "uploader_crashed", "spooled": len(messages), **fields},
+            )
+            return
+        window = self._restarts[report.slot]
+        now = time.monotonic()
+        window.append(now)
+        while window and window[0] < now - self._policy.period:
+            window.popleft()
+        if len(window) > self._policy.max_restarts:
+            self._give_up(report, messages, fields)
+            return
+        delay = self._policy.backoff(len(window))
+        log.error(
+            "%s crashed (%s) holding %d in flight and %d queued; restarting slot %d in %.2fs "
+            "(restart %d of %d allowed in %.0fs)",
+            report.actor,
+            report.cause,
+            int(in_flight is not None),
+            pending,
+            report.slot,
+            delay,
+            len(window),
+            self._policy.max_restarts,
+            self._policy.period,
+            extra={
+                "event": "uploader_crashed",
+                "in_flight": int(in_flight is not None),
+                "queued": pending,
+                "restart_in": round(delay, 3),
+                "restarts_in_period": len(window),
+                **fields,
+            },
+        )
+        self._set_slot(report.slot, None)
+        self._held[report.slot] = messages
+        timer = threading.Timer(delay, self._tell_self, (Restart(report.slot, messages),))
+        timer.daemon = True
+        timer.start()
+
+    def _take_mailbox(self, report: Crashed) -> tuple[list[Payload], bool]:
+        """Empty the dead uploader's mailbox; also say whether a stop was queued in it."""
+        if self._router is not None:
+            # Once the router answers, it has sent its last message to the dead actor.
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                self._router.ask(Sync(), timeout=5)
+        envelopes = drain(report.inbox)
+        report.handed_over.set()
+        stop = any(isinstance(env.message, pykka.messages._ActorStop) for env in envelopes)
+        return payloads_in(envelopes), stop
+
+    def _restart(self, message: Restart) -> None:
+        held = self._held.pop(message.slot, None)
+        if held is None:
+            return  # already dealt with by a shutdown
+        ref = self._factory(message.slot, self.actor_ref)
+        for payload in held:
+            ref.tell(payload)
+        self._set_slot(message.slot, ref)
+        log.warning(
+            "restarted uploader[%d] and redelivered %d message(s) to it",
+            message.slot,
+            len(held),
+            extra={
+                "event": "uploader_restarted",
+                "actor": f"uploader[{message.slot}]",
+                "slot": message.slot,
+                "redelivered": len(held),
+                "restarts_in_period": len(self._restarts[message.slot]),
+            },
+        )
+
+    def _give_up(self, report: Crashed, messages: list[Payload], fields: dict[str, Any]) -> None:
+        self._set_slot(report.slot, None)
+        placed = 0
+        if messages and self._router is not None:
+            try:
+                placed = self._router.ask(Redeliver(messages), timeout=10)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                placed = 0
+        self._dead_letter(messages[placed:], f"{report.actor} was given up")
+        left = sum(ref is not None for ref in self._slots)
+        log.critical(
+            "gave up on slot %d: %s crashed %d times within %.0fs (last: %s); "
+            "%d message(s) redelivered to other slots, %d spooled; %d slot(s) left",
+            report.slot,
+            report.actor,
+            len(self._restarts[report.slot]),
+            self._policy.period,
+            report.cause,
+            placed,
+            len(messages) - placed,
+            left,
+            extra={
+                "event": "slot_given_up",
+                "redelivered": placed,
+                "spooled": len(messages) - placed,
+                "slots_left": left,
+                **fields,
+            },
+        )
+        if left == 0:
+            log.critical(
+                "no uploader slot is left: every new collection is refused with 503",
+                extra={"event": "no_slots_left"},
+            )
+
+    def _shut_down(self) -> int:
+        self._shutting_down = True
+        held = [p for messages in self._held.values() for p in messages]
+        self._held.clear()
+        self._dead_letter(held, "shutting down while waiting to restart an uploader")
+        return len(held)
+
+    def _set_slot(self, slot: int, ref: pykka.ActorRef[Any] | None) -> None:
+        self._slots[slot] = ref
+        if self._router is not None:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                self._router.ask(ReplaceSlot(slot, ref), timeout=5)
+
+    def _tell_self(self, message: Any) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            if isinstance(message, Restart):
+                self._dead_letter(message.payloads, "supervisor stopped before the restart")
