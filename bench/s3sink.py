@@ -126,18 +126,30 @@ class S3Sink:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        """Close the listener and every open connection, then end the loop and its thread."""
+        if self._loop is None or self._server is None:
+            return
+        server = self._server
+
+        async def shut_down() -> None:
+            server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut_down(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(5)
+        self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                if time.monotonic() < self.faults.down_until:
-                    return  # an outage: the connection is dropped unanswered
                 head = await reader.readuntil(b"\r\n\r\n")
+                if time.monotonic() < self.faults.down_until:
+                    return  # an outage: the request is dropped unanswered
                 method, target, headers = _parse_head(head)
                 if headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

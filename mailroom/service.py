@@ -23,7 +23,7 @@ from config import Settings
 from mailroom.wiring import StoreHandle, open_spool, open_store
 from store.spool import DeadLetterSpool
 from web import create_app
-from web.server import make_server
+from web.server import closing_connections_when, make_server
 
 log = logging.getLogger("mailroom")
 
@@ -54,7 +54,11 @@ def serve(settings: Settings) -> int:
     stopping = _Stopping(draining)
     try:
         app = create_app(Dispatcher(router), settings, draining)
-        server = make_server(app, port=settings.port, threads=settings.web_threads)
+        server = make_server(
+            closing_connections_when(draining, app),
+            port=settings.port,
+            threads=settings.web_threads,
+        )
         stopping.install()
         log.info("settings: %s", settings.describe(), extra={"event": "settings"})
         log.info(

@@ -56,14 +56,17 @@ def make_s3_client(
 ) -> S3Client:
     """Build the one client the process shares (creating clients is not thread-safe; using them is).
 
-    The pool is sized to the uploaders so connections are reused rather than churned, and
-    retries use botocore's ``standard`` mode (backoff with jitter on throttling and 5xx).
+    The pool is sized to the uploaders so connections are reused rather than churned.
+    botocore's ``standard`` retry mode is kept for its error classification, but with a single
+    attempt: the uploader retries itself (`actors.retry.Backoff`), starting at 50 ms rather than
+    botocore's 1 s and bounded by a budget and the shutdown deadline. Two retry layers would
+    multiply each other's waits while an uploader's whole mailbox stands still.
     """
     config = Config(
         max_pool_connections=max(pool_size, 1),
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=3,
+        read_timeout=10,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         s3={"addressing_style": "path"} if endpoint_url else None,

@@ -42,10 +42,15 @@ class DeadLetterSpool:
 
     def prepare(self) -> None:
         """Create the directory now, so a bad SPOOL_DIR fails at start rather than when needed."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        probe = self.directory / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise OSError(
+                f"SPOOL_DIR={self.directory} is not a writable directory ({error.strerror})"
+            ) from None
 
     def write(self, objects: Iterable[S3Object], *, reason: str) -> Path | None:
         """Persist the objects durably; return the file written (None if there was nothing)."""

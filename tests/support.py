@@ -89,10 +89,10 @@ class ServiceProcess:
             return False
         return True
 
-    def stop(self, timeout: float = 30) -> tuple[int, str]:
-        """SIGTERM, wait, and return the exit code and everything the service logged."""
+    def stop(self, timeout: float = 30, *, signal_it: bool = True) -> tuple[int, str]:
+        """SIGTERM (unless already sent), wait; return the exit code and what the service logged."""
         assert self.proc is not None
-        if self.proc.poll() is None:
+        if signal_it and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             output, _ = self.proc.communicate(timeout=timeout)
@@ -139,3 +139,41 @@ class GatedStore(RecordingStore):
         if document.get("boom") or seen <= document.get("crash_times", 0):
             raise RuntimeError(f"injected bug while storing {obj.key}")
         super().put(obj)
+
+
+def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a service process that uploads to an S3Sink and spools to `spool_dir`."""
+    return {
+        "S3_BUCKET": "sink",
+        "AWS_ENDPOINT_URL_S3": sink.endpoint,
+        "AWS_ACCESS_KEY_ID": "sink",
+        "AWS_SECRET_ACCESS_KEY": "sink",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SPOOL_DIR": str(spool_dir),
+        **extra,
+    }
+
+
+def post_collections(
+    url: str, collections: list[list[dict[str, Any]]], *, clients: int = 4, timeout: float = 10
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    """POST each collection once from `clients` threads; return (status, data) for each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = threading.local()
+
+    def send(data: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        if not hasattr(session, "http"):
+            session.http = requests.Session()
+        try:
+            answer = session.http.post(
+                url + "/payloads",
+                json={"version": "1", "token": "t", "data": data},
+                timeout=timeout,
+            )
+        except requests.RequestException:
+            return 0, data
+        return answer.status_code, data
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(send, collections))

@@ -38,7 +38,7 @@ class PayloadsResource:
                 falcon.HTTP_503,
                 "shutting_down",
                 "this instance is shutting down; nothing was accepted; send it again",
-                headers={"Retry-After": self._retry_after, "Connection": "close"},
+                headers={"Retry-After": self._retry_after},
             )
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type not in JSON_TYPES:

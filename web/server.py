@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from waitress.server import create_server
@@ -28,3 +30,25 @@ def make_server(app: Any, *, port: int, threads: int, host: str = "0.0.0.0") -> 
         ident="mailroom",
         clear_untrusted_proxy_headers=True,
     )
+
+
+def closing_connections_when(
+    draining: threading.Event, app: Callable[..., Any]
+) -> Callable[..., Any]:
+    """While draining, make waitress close each connection after its response.
+
+    PEP 3333 forbids an app to send `Connection: close` itself; waitress sends it and closes
+    the connection when an HTTP/1.1 response has no Content-Length, so that is dropped.
+    """
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not draining.is_set():
+            return app(environ, start_response)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(name, value) for name, value in headers if name.lower() != "content-length"]
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    return wrapped

@@ -1,0 +1,72 @@
+"""The real service against an S3 endpoint that misbehaves: every payload lands exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.s3sink import S3Sink
+from tests.support import ServiceProcess, post_collections, sink_env, wait_for
+
+
+@pytest.fixture
+def sink() -> Iterator[S3Sink]:
+    server = S3Sink(latency_ms=2).serve_in_thread()
+    yield server
+    server.stop()
+
+
+def landed_documents(sink: S3Sink) -> list[dict]:
+    return [orjson.loads(obj.body) for obj in list(sink.objects.values())]
+
+
+def collections(count: int, size: int, tag: str) -> list[list[dict]]:
+    return [[{"tag": tag, "c": c, "i": i} for i in range(size)] for c in range(count)]
+
+
+def identities(documents: list[dict]) -> list[tuple]:
+    return sorted((d["tag"], d["c"], d["i"]) for d in documents)
+
+
+def run_service(sink: S3Sink, tmp_path: Path, **env: str) -> ServiceProcess:
+    return ServiceProcess(sink_env(sink, tmp_path / "spool", MAX_WORKERS="4", **env)).start()
+
+
+def test_thirty_percent_slowdowns_are_retried_until_every_payload_lands_once(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    sink.fail_share(0.3)
+    service = run_service(sink, tmp_path)
+    try:
+        sent = collections(100, 3, "slowdown")
+        answers = post_collections(service.url, sent)
+        assert [status for status, _ in answers] == [202] * 100
+        wait_for(lambda: sink.payload_count() >= 300, timeout=60, interval=0.2)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert sink.stats.failed_puts > 30  # the faults really happened
+    assert identities(landed_documents(sink)) == identities([d for c in sent for d in c])
+    assert len(sink.objects) == 300
+    assert sink.stats.overwrites == 0
+    assert not list((tmp_path / "spool").glob("*.spool"))
+
+
+def test_an_s3_outage_of_fifteen_seconds_loses_nothing(sink: S3Sink, tmp_path: Path) -> None:
+    service = run_service(sink, tmp_path)
+    try:
+        sink.go_down_for(15)
+        sent = collections(40, 3, "outage")
+        answers = post_collections(service.url, sent)
+        assert [status for status, _ in answers] == [202] * 40
+        assert sink.payload_count() == 0  # nothing could land during the outage
+        wait_for(lambda: sink.payload_count() >= 120, timeout=60, interval=0.5)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert identities(landed_documents(sink)) == identities([d for c in sent for d in c])
+    assert sink.stats.overwrites == 0
+    assert not list((tmp_path / "spool").glob("*.spool"))

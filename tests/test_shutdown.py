@@ -1,0 +1,173 @@
+"""SIGTERM, full mailboxes and ACK_MODE=stored, against the real service process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from bench.s3sink import S3Sink
+from store.spool import DeadLetterSpool
+from tests.support import ROOT, ServiceProcess, post_collections, sink_env, wait_for
+
+
+@pytest.fixture
+def sink() -> Iterator[S3Sink]:
+    server = S3Sink(latency_ms=200).serve_in_thread()
+    yield server
+    server.stop()
+
+
+def identity(document: dict) -> tuple:
+    return (document["client"], document["n"], document["i"])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def spooled_documents(spool_dir: Path) -> list[dict]:
+    from store.spool import _read
+
+    return [
+        orjson.loads(obj.body) for path in DeadLetterSpool(spool_dir).files() for obj in _read(path)
+    ]
+
+
+def test_sigterm_under_load_exits_in_time_and_loses_nothing(sink: S3Sink, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    env = sink_env(sink, spool_dir, MAX_WORKERS="2", MAX_QUEUE="40", SHUTDOWN_TIMEOUT="6")
+    service = ServiceProcess(env).start()
+    acked: list[dict] = []
+    errors: list[str] = []
+    stop_posting = threading.Event()
+
+    def client(number: int) -> None:
+        with requests.Session() as http:
+            for n in itertools.count():
+                if stop_posting.is_set() or n >= 5000:
+                    return
+                data = [{"client": number, "n": n, "i": i} for i in range(3)]
+                try:
+                    answer = http.post(
+                        service.url + "/payloads",
+                        json={"version": "1", "token": "t", "data": data},
+                        timeout=5,
+                    )
+                except requests.RequestException:
+                    time.sleep(0.01)
+                    continue
+                if answer.status_code == 202:
+                    acked.extend(data)
+                elif answer.status_code == 503:
+                    errors.append(answer.json()["error"])
+                    time.sleep(0.01)
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in clients:
+        thread.start()
+    wait_for(lambda: len(acked) >= 60, timeout=10)
+    signalled = time.monotonic()
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGTERM)
+    try:
+        code, log = service.stop(timeout=15, signal_it=False)
+        took = time.monotonic() - signalled
+    finally:
+        stop_posting.set()
+        for thread in clients:
+            thread.join(10)
+
+    assert code == 0, log
+    assert took < 6 + 2, log
+    assert "shutting_down" in errors, log  # new work was refused while draining
+    landed = [orjson.loads(obj.body) for obj in sink.objects.values()]
+    spooled = spooled_documents(spool_dir)
+    assert spooled, "with a slow S3 and a short timeout some payloads must have been spooled"
+    assert {identity(d) for d in acked} <= {identity(d) for d in landed + spooled}
+
+    sink.latency = 0
+    replay = subprocess.run(
+        [sys.executable, "-m", "mailroom", "replay"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "0 still failing" in replay.stdout
+    assert DeadLetterSpool(spool_dir).files() == []
+    landed = [orjson.loads(obj.body) for obj in sink.objects.values()]
+    assert {identity(d) for d in acked} <= {identity(d) for d in landed}
+    assert len(landed) == len({identity(d) for d in landed})  # each payload once
+
+
+def test_full_mailboxes_answer_503_and_memory_stays_flat(sink: S3Sink, tmp_path: Path) -> None:
+    sink.latency = 20.0  # S3 stalls: nothing completes while we push
+    env = sink_env(sink, tmp_path / "spool", MAX_WORKERS="2", MAX_QUEUE="20", SHUTDOWN_TIMEOUT="4")
+    service = ServiceProcess(env).start()
+    assert service.proc is not None
+    try:
+        first = post_collections(service.url, [[{"n": i, "pad": "x" * 200}] * 3 for i in range(60)])
+        accepted = sum(status == 202 for status, _ in first)
+        assert 0 < accepted <= (2 * 20 + 2) // 3 + 1
+        before = rss_kib(service.proc.pid)
+        burst = [[{"n": i, "pad": "x" * 200}] * 3 for i in range(1500)]
+        answers = post_collections(service.url, burst, clients=8)
+        after = rss_kib(service.proc.pid)
+        assert {status for status, _ in answers} == {503}
+        answer = requests.post(
+            service.url + "/payloads",
+            json={"version": "1", "token": "t", "data": [{"n": 1}]},
+            timeout=5,
+        )
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json()["error"] == "overloaded"
+    finally:
+        code, log = service.stop(timeout=20)
+    assert code == 0, log
+    assert after - before < 4096, f"RSS grew {after - before} KiB over 1500 refused requests"
+
+
+def test_ack_mode_stored_answers_200_once_payloads_are_in_s3(sink: S3Sink, tmp_path: Path) -> None:
+    sink.latency = 0.02
+    env = sink_env(sink, tmp_path / "spool", ACK_MODE="stored", STORED_ACK_TIMEOUT="2")
+    service = ServiceProcess(env).start()
+    try:
+        data = [{"client": 0, "n": 0, "i": i} for i in range(3)]
+        answer = requests.post(
+            service.url + "/payloads", json={"version": "1", "token": "t", "data": data}, timeout=10
+        )
+        assert answer.status_code == 200
+        assert answer.json() == {"accepted": 3, "stored": 3}
+        landed = {identity(orjson.loads(obj.body)) for obj in sink.objects.values()}
+        assert landed == {identity(d) for d in data}  # already there when answered
+
+        sink.go_down_for(4)
+        late = [{"client": 1, "n": 0, "i": i} for i in range(2)]
+        answer = requests.post(
+            service.url + "/payloads", json={"version": "1", "token": "t", "data": late}, timeout=10
+        )
+        assert answer.status_code == 503
+        body = answer.json()
+        assert (body["error"], body["accepted"], body["stored"]) == ("not_confirmed", 2, 0)
+        assert "resending creates duplicates" in body["message"]
+        wait_for(lambda: sink.payload_count() == 5, timeout=30, interval=0.2)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
