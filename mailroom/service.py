@@ -71,9 +71,11 @@ def serve(settings: Settings) -> int:
         )
         _replay_in_background(spool, handle)
         server.run()
+        stopping.disarm()
         server.close()
         log.info("stopped taking requests; draining mailboxes", extra={"event": "draining"})
     finally:
+        stopping.disarm()
         elapsed = time.monotonic() - (stopping.since or time.monotonic())
         system.drain(max(settings.shutdown_timeout - elapsed, 1.0))
         handle.close()
@@ -82,7 +84,12 @@ def serve(settings: Settings) -> int:
 
 
 class _Stopping:
-    """Signal handling: first signal starts the grace period, SIGALRM or a second one ends it."""
+    """Signal handling: the first signal starts the grace period; SIGALRM ends it.
+
+    Heroku may deliver SIGTERM to every process of a dyno (and a parent passes it on), so a
+    repeated SIGTERM changes nothing; a second Ctrl-C (SIGINT) skips the grace period. Once
+    the server has stopped, signals are only logged: nothing may interrupt the drain.
+    """
 
     def __init__(self, draining: threading.Event) -> None:
         self._draining = draining
@@ -93,11 +100,19 @@ class _Stopping:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGALRM, self._leave)
 
+    def disarm(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+            signal.signal(signum, self._ignore)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.since is not None:
-            log.warning("received %s again: closing now", name)
-            raise SystemExit(0)
+            if signum == signal.SIGINT:
+                log.warning("received SIGINT again: skipping the grace period")
+                raise SystemExit(0)
+            log.info("received %s again: already shutting down", name)
+            return
         self.since = time.monotonic()
         self._draining.set()
         log.info(
@@ -110,6 +125,9 @@ class _Stopping:
 
     def _leave(self, signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)  # waitress's run() catches it and finishes requests in progress
+
+    def _ignore(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s while draining: carrying on", signal.Signals(signum).name)
 
 
 def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:

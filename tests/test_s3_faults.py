@@ -70,3 +70,21 @@ def test_an_s3_outage_of_fifteen_seconds_loses_nothing(sink: S3Sink, tmp_path: P
     assert identities(landed_documents(sink)) == identities([d for c in sent for d in c])
     assert sink.stats.overwrites == 0
     assert not list((tmp_path / "spool").glob("*.spool"))
+
+
+def test_the_service_replays_the_spool_at_start(sink: S3Sink, tmp_path: Path) -> None:
+    from store import S3Object
+    from store.spool import DeadLetterSpool
+
+    spool = DeadLetterSpool(tmp_path / "spool")
+    left_over = [S3Object(f"payloads/old/{i}.json", b'{"old":%d}' % i) for i in range(5)]
+    spool.write(left_over, reason="an earlier run")
+    service = run_service(sink, tmp_path)
+    try:
+        wait_for(lambda: sink.payload_count() == 5, timeout=20, interval=0.2)
+        wait_for(lambda: spool.files() == [], timeout=10)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert sorted(sink.objects) == sorted(obj.key for obj in left_over)
+    assert "replayed the spool: 5 payload(s) landed, 0 still failing" in log
