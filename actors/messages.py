@@ -51,6 +51,13 @@ class Payload:
 
 
 @dataclass(frozen=True, slots=True)
+class Flush:
+    """Uploader to itself: the batch with this id has waited long enough."""
+
+    batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Ask the router to place a whole collection, or none of it."""
 
@@ -67,9 +74,9 @@ class Routed:
 
 @dataclass(frozen=True, slots=True)
 class Redeliver:
-    """Place payloads that were already accepted wherever there is a live uploader."""
+    """Place units (payloads, batches) already accepted wherever there is a live uploader."""
 
-    payloads: list[Payload]
+    units: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +119,8 @@ class Crashed:
     slot: int
     actor: str
     cause: str
-    in_flight: Payload | None
+    in_flight: Any  # the Payload or Batch it was storing when it crashed, if any
+    held: list[Any]  # batches it was still filling
     inbox: Queue[Any]
     handed_over: threading.Event
 
@@ -122,4 +130,4 @@ class Restart:
     """Supervisor to itself, after the backoff: start a new uploader in `slot` with these."""
 
     slot: int
-    payloads: list[Payload]
+    units: list[Any]  # Payloads and Batches

@@ -44,7 +44,7 @@ class RouterActor(pykka.ThreadingActor):
             self._slots[message.slot] = message.ref
             return None
         if isinstance(message, Redeliver):
-            return self._redeliver(message.payloads)
+            return self._redeliver(message.units)
         if isinstance(message, Sync):
             return None
         return super().on_receive(message)
@@ -92,14 +92,14 @@ class RouterActor(pykka.ThreadingActor):
             return True
         return False
 
-    def _redeliver(self, payloads: list[Payload]) -> int:
-        """Place already-accepted payloads in order, past the bounds if need be; return how many."""
-        for placed, payload in enumerate(payloads):
-            if not self._place_anywhere(payload):
+    def _redeliver(self, units: list[Any]) -> int:
+        """Place already-accepted units in order, past the bounds if need be; return how many."""
+        for placed, unit in enumerate(units):
+            if not self._place_anywhere(unit):
                 return placed
-        return len(payloads)
+        return len(units)
 
-    def _place_anywhere(self, payload: Payload) -> bool:
+    def _place_anywhere(self, payload: Any) -> bool:
         for ref in self._slots:
             if ref is None:
                 continue

@@ -21,13 +21,14 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Crashed, Payload, Redeliver, ReplaceSlot, Restart, Sync
-from actors.uploader import drain, payloads_in
+from actors.delivery import Unit, payloads_of
+from actors.messages import Crashed, Redeliver, ReplaceSlot, Restart, Sync
+from actors.uploader import drain, units_in
 
 log = logging.getLogger(__name__)
 
 UploaderFactory = Callable[[int, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
-DeadLetter = Callable[[list[Payload], str], None]
+DeadLetter = Callable[[list[Unit], str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._policy = policy
         self._slots: list[pykka.ActorRef[Any] | None] = []
         self._restarts = [collections.deque[float]() for _ in range(workers)]
-        self._held: dict[int, list[Payload]] = {}
+        self._held: dict[int, list[Unit]] = {}
         self._router: pykka.ActorRef[Any] | None = None
         self._shutting_down = False
 
@@ -99,11 +100,10 @@ class SupervisorActor(pykka.ThreadingActor):
         return super().on_receive(message)
 
     def _crashed(self, report: Crashed) -> None:
-        messages, stop_requested = self._take_mailbox(report)
-        pending = len(messages)
+        queued, stop_requested = self._take_mailbox(report)
+        pending = len(queued)
         in_flight = report.in_flight
-        if in_flight is not None:
-            messages.insert(0, in_flight)
+        messages = ([in_flight] if in_flight is not None else []) + report.held + queued
         fields = {"actor": report.actor, "slot": report.slot, "cause": report.cause}
         if in_flight is not None:
             in_flight.crashes += 1
@@ -113,9 +113,12 @@ class SupervisorActor(pykka.ThreadingActor):
                     [in_flight], f"poison message: crashed {in_flight.crashes} uploaders"
                 )
                 log.error(
-                    "%s: payload %s crashed %d uploaders; spooled it as a poison message",
+                    "%s: %s %s (%d payload(s)) crashed %d uploaders; spooled it as a poison "
+                    "message",
                     report.actor,
+                    type(in_flight).__name__.lower(),
                     in_flight.id,
+                    len(payloads_of(in_flight)),
                     in_flight.crashes,
                     extra={"event": "poison_spooled", "payload": in_flight.id, **fields},
                 )
@@ -140,11 +143,12 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         delay = self._policy.backoff(len(window))
         log.error(
-            "%s crashed (%s) holding %d in flight and %d queued; restarting slot %d in %.2fs "
-            "(restart %d of %d allowed in %.0fs)",
+            "%s crashed (%s) holding %d in flight, %d open batch(es) and %d queued; "
+            "restarting slot %d in %.2fs (restart %d of %d allowed in %.0fs)",
             report.actor,
             report.cause,
             int(in_flight is not None),
+            len(report.held),
             pending,
             report.slot,
             delay,
@@ -154,6 +158,7 @@ class SupervisorActor(pykka.ThreadingActor):
             extra={
                 "event": "uploader_crashed",
                 "in_flight": int(in_flight is not None),
+                "open_batches": len(report.held),
                 "queued": pending,
                 "restart_in": round(delay, 3),
                 "restarts_in_period": len(window),
@@ -166,7 +171,7 @@ class SupervisorActor(pykka.ThreadingActor):
         timer.daemon = True
         timer.start()
 
-    def _take_mailbox(self, report: Crashed) -> tuple[list[Payload], bool]:
+    def _take_mailbox(self, report: Crashed) -> tuple[list[Unit], bool]:
         """Empty the dead uploader's mailbox; also say whether a stop was queued in it."""
         if self._router is not None:
             # Once the router answers, it has sent its last message to the dead actor.
@@ -175,15 +180,15 @@ class SupervisorActor(pykka.ThreadingActor):
         envelopes = drain(report.inbox)
         report.handed_over.set()
         stop = any(isinstance(env.message, pykka.messages._ActorStop) for env in envelopes)
-        return payloads_in(envelopes), stop
+        return units_in(envelopes), stop
 
     def _restart(self, message: Restart) -> None:
         held = self._held.pop(message.slot, None)
         if held is None:
             return  # already dealt with by a shutdown
         ref = self._factory(message.slot, self.actor_ref)
-        for payload in held:
-            ref.tell(payload)
+        for unit in held:
+            ref.tell(unit)
         self._set_slot(message.slot, ref)
         log.warning(
             "restarted uploader[%d] and redelivered %d message(s) to it",
@@ -198,7 +203,7 @@ class SupervisorActor(pykka.ThreadingActor):
             },
         )
 
-    def _give_up(self, report: Crashed, messages: list[Payload], fields: dict[str, Any]) -> None:
+    def _give_up(self, report: Crashed, messages: list[Unit], fields: dict[str, Any]) -> None:
         self._set_slot(report.slot, None)
         placed = 0
         if messages and self._router is not None:
@@ -251,4 +256,4 @@ class SupervisorActor(pykka.ThreadingActor):
             self.actor_ref.tell(message)
         except pykka.ActorDeadError:
             if isinstance(message, Restart):
-                self._dead_letter(message.payloads, "supervisor stopped before the restart")
+                self._dead_letter(message.units, "supervisor stopped before the restart")

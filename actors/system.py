@@ -13,11 +13,13 @@ from typing import Any
 
 import pykka
 
+from actors.batching import Batch, BatchLimits
+from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
 from actors.messages import Payload, Status
 from actors.retry import Backoff, Deadline
 from actors.router import RouterActor
 from actors.supervisor import AttachRouter, CurrentSlots, RestartPolicy, ShutDown, SupervisorActor
-from actors.uploader import PayloadStore, SlotState, Spool, UploaderActor, dead_letter, drain
+from actors.uploader import SlotState, UploaderActor, drain, units_in
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,20 @@ class ActorSystem:
         max_queue: int,
         backoff: Backoff | None = None,
         restart_policy: RestartPolicy | None = None,
+        batch_limits: BatchLimits | None = None,
     ) -> None:
-        self._store = store
-        self._spool = spool
         self._workers = workers
         self._max_queue = max_queue
-        self._backoff = backoff or Backoff()
         self._policy = restart_policy or RestartPolicy()
+        self._limits = batch_limits or BatchLimits()
         self.deadline = Deadline()
+        self._delivery = Delivery(
+            store,
+            spool,
+            backoff=backoff or Backoff(),
+            deadline=self.deadline,
+            gzipped=self._limits.gzip,
+        )
         self._states = [SlotState() for _ in range(workers)]
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.router: pykka.ActorRef[Any] | None = None
@@ -63,17 +71,11 @@ class ActorSystem:
 
     def _new_uploader(self, slot: int, supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
         return UploaderActor.start(
-            slot,
-            self._store,
-            self._spool,
-            backoff=self._backoff,
-            deadline=self.deadline,
-            state=self._states[slot],
-            supervisor=supervisor,
+            slot, self._delivery, self._limits, state=self._states[slot], supervisor=supervisor
         )
 
-    def dead_letter(self, payloads: list[Payload], reason: str) -> None:
-        dead_letter(self._store, self._spool, payloads, reason)
+    def dead_letter(self, units: list[Unit], reason: str) -> None:
+        self._delivery.dead_letter(units, reason)
 
     @property
     def uploaders(self) -> list[pykka.ActorRef[Any] | None]:
@@ -123,17 +125,16 @@ class ActorSystem:
         An in-flight payload whose put is still running may land as well; its key is fixed, so
         the replay overwrites the same object rather than duplicating it.
         """
-        leftovers: list[Payload] = []
+        leftovers: list[Unit] = []
         for ref in uploaders:
             if not ref.is_alive():
                 continue
             envelopes = drain(ref.actor_inbox)
-            leftovers += [e.message for e in envelopes if isinstance(e.message, Payload)]
-            for envelope in envelopes:  # put the stop request back
-                if not isinstance(envelope.message, Payload):
+            leftovers += units_in(envelopes)
+            for envelope in envelopes:  # put the stop request (and any flush) back
+                if not isinstance(envelope.message, Payload | Batch):
                     ref.actor_inbox.put(envelope)
         for state in self._states:
-            if state.current is not None:
-                leftovers.append(state.current)
+            leftovers += state.held()
         self.dead_letter(leftovers, "shutdown deadline reached before these were uploaded")
-        return len(leftovers)
+        return sum(len(payloads_of(unit)) for unit in leftovers)

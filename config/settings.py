@@ -42,6 +42,10 @@ class Settings:
     max_restarts: int = 5
     restart_period: float = 60.0
     shutdown_timeout: float = 25.0
+    batch_max_payloads: int = 1
+    batch_max_bytes: int = 4 * 1024 * 1024
+    batch_max_wait_ms: int = 1000
+    batch_gzip: bool = False
     stored_ack_timeout: float = 10.0
     log_level: str = "INFO"
 
@@ -88,6 +92,16 @@ class Settings:
             shutdown_timeout=reader.number(
                 "SHUTDOWN_TIMEOUT", d.shutdown_timeout, minimum=1, maximum=3600
             ),
+            batch_max_payloads=reader.integer(
+                "BATCH_MAX_PAYLOADS", d.batch_max_payloads, minimum=1, maximum=100_000
+            ),
+            batch_max_bytes=reader.integer(
+                "BATCH_MAX_BYTES", d.batch_max_bytes, minimum=1024, maximum=5 * 1024**3
+            ),
+            batch_max_wait_ms=reader.integer(
+                "BATCH_MAX_WAIT_MS", d.batch_max_wait_ms, minimum=1, maximum=600_000
+            ),
+            batch_gzip=reader.boolean("BATCH_GZIP", d.batch_gzip),
             stored_ack_timeout=reader.number(
                 "STORED_ACK_TIMEOUT", d.stored_ack_timeout, minimum=0.1, maximum=300
             ),
@@ -130,6 +144,17 @@ class _Reader:
             return value
 
         return self._parse(name, default, f"a number from {minimum:g} to {maximum:g}", parse)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            value = raw.lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+
+        return self._parse(name, default, "true or false (also 1/0, yes/no, on/off)", parse)
 
     def choice(
         self, name: str, default: str, choices: tuple[str, ...], *, upper: bool = False

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from types import FrameType
 
 from actors import ActorSystem, Dispatcher
+from actors.batching import BatchLimits
 from actors.retry import Backoff
 from actors.supervisor import RestartPolicy
 from config import Settings
@@ -39,6 +40,12 @@ def build_system(settings: Settings, handle: StoreHandle, spool: DeadLetterSpool
         backoff=Backoff(budget=settings.upload_retry_seconds),
         restart_policy=RestartPolicy(
             max_restarts=settings.max_restarts, period=settings.restart_period
+        ),
+        batch_limits=BatchLimits(
+            max_payloads=settings.batch_max_payloads,
+            max_bytes=settings.batch_max_bytes,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            gzip=settings.batch_gzip,
         ),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,14 @@ class S3Object:
 
     key: str
     body: bytes
-    content_encoding: str | None = None
     payloads: int = 1
 
 
 def encode_document(document: Any) -> bytes:
     return orjson.dumps(document)
+
+
+def encode_batch(lines: list[bytes], *, gzipped: bool) -> bytes:
+    """Newline-delimited JSON, one payload per line; gzip level 1 (fast, ~5x on JSON)."""
+    body = b"\n".join(lines) + b"\n"
+    return gzip.compress(body, compresslevel=1, mtime=0) if gzipped else body

@@ -9,7 +9,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from store.keys import ObjectKey
-from store.objects import S3Object, encode_document
+from store.objects import S3Object, encode_batch, encode_document
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -93,9 +93,19 @@ class S3Store:
         key = self.key_for(version=version, received_at=received_at, unique=unique)
         return S3Object(str(key), encode_document(document))
 
+    def encode(self, document: Any) -> bytes:
+        return encode_document(document)
+
+    def batch_object(
+        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+    ) -> S3Object:
+        """Many payloads in one object: one JSON document per line, gzipped if asked."""
+        suffix = ".ndjson.gz" if gzipped else ".ndjson"
+        key = ObjectKey(self.prefix, version, received_at, unique, suffix)
+        return S3Object(str(key), encode_batch(lines, gzipped=gzipped), len(lines))
+
     def put(self, obj: S3Object) -> None:
         """Write one object, or raise StoreError saying whether a later attempt may succeed."""
-        extra = {"ContentEncoding": obj.content_encoding} if obj.content_encoding else {}
         try:
             self._client.put_object(
                 Bucket=self.bucket,
@@ -103,7 +113,6 @@ class S3Store:
                 Body=obj.body,
                 ContentType=CONTENT_TYPE,
                 ACL="private",
-                **extra,
             )
         except ClientError as error:
             details = error.response.get("Error", {})

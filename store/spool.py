@@ -140,7 +140,6 @@ def _encode(obj: S3Object) -> bytes:
         {
             "key": obj.key,
             "body": base64.b64encode(obj.body).decode(),
-            "content_encoding": obj.content_encoding,
             "payloads": obj.payloads,
         }
     )
@@ -151,14 +150,7 @@ def _read(path: Path) -> list[S3Object]:
     for line in path.read_bytes().splitlines():
         if line.strip():
             raw = orjson.loads(line)
-            objects.append(
-                S3Object(
-                    raw["key"],
-                    base64.b64decode(raw["body"]),
-                    raw["content_encoding"],
-                    raw["payloads"],
-                )
-            )
+            objects.append(S3Object(raw["key"], base64.b64decode(raw["body"]), raw["payloads"]))
     return objects
 
 

@@ -47,15 +47,27 @@ class RecordingStore:
         self.puts = 0
         self._lock = threading.Lock()
 
+    def encode(self, document: Any) -> bytes:
+        return orjson.dumps(document)
+
     def object_for(
         self, document: Any, *, version: str, received_at: float, unique: str
     ) -> S3Object:
         return S3Object(f"{version}/{unique}", orjson.dumps(document))
 
+    def batch_object(
+        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+    ) -> S3Object:
+        return S3Object(f"{version}/batch-{unique}", b"\n".join(lines) + b"\n", len(lines))
+
     def put(self, obj: S3Object) -> None:
+        lines = obj.body.splitlines()
         with self._lock:
             self.puts += 1
-            self.saved[obj.key] = orjson.loads(obj.body)
+            if "/batch-" in obj.key:
+                self.saved[obj.key] = [orjson.loads(line) for line in lines]
+            else:
+                self.saved[obj.key] = orjson.loads(obj.body)
 
 
 class ServiceProcess:

@@ -12,12 +12,12 @@ from store.spool import DeadLetterSpool
 
 
 def objects(n: int, prefix: str = "k") -> list[S3Object]:
-    return [S3Object(f"{prefix}{i}", f'{{"n":{i}}}'.encode(), None, 1) for i in range(n)]
+    return [S3Object(f"{prefix}{i}", f'{{"n":{i}}}'.encode(), 1) for i in range(n)]
 
 
 def test_written_objects_come_back_byte_for_byte(tmp_path: Path) -> None:
     spool = DeadLetterSpool(tmp_path)
-    binary = S3Object("batch", bytes(range(256)), "gzip", 40)
+    binary = S3Object("batch", bytes(range(256)), 40)
     spool.write([*objects(3), binary], reason="test")
     assert len(spool.files()) == 1
     assert spool.size() == (4, 43)

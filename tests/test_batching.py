@@ -1,0 +1,140 @@
+"""Batched mode: many payloads per object, flushed by count, bytes or age; a batch is a unit."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actors import ActorSystem, Payload
+from actors.batching import BatchLimits
+from actors.messages import Route, Routed
+from actors.supervisor import RestartPolicy
+from store import S3Object, S3Store
+from store.spool import DeadLetterSpool
+from tests.support import RecordingStore, wait_for
+
+_ids = itertools.count()
+
+
+def payloads(n: int, version: str = "1", **extra: Any) -> list[Payload]:
+    return [Payload(f"b{next(_ids)}", version, 0.0, {"n": i, **extra}) for i in range(n)]
+
+
+def start(store: Any, tmp_path: Path, limits: BatchLimits, workers: int = 1) -> ActorSystem:
+    policy = RestartPolicy(backoff_base=0.01)
+    system = ActorSystem(
+        store,
+        DeadLetterSpool(tmp_path / "spool"),
+        workers=workers,
+        max_queue=1000,
+        batch_limits=limits,
+        restart_policy=policy,
+    )
+    system.start()
+    return system
+
+
+def route(system: ActorSystem, batch: list[Payload]) -> Routed:
+    return system.router.ask(Route(batch), timeout=5)
+
+
+def stored_docs(store: RecordingStore) -> list[dict]:
+    return [doc for docs in store.saved.values() for doc in docs]
+
+
+def test_full_batches_are_written_at_once_and_the_rest_when_it_has_waited(tmp_path) -> None:
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=5, max_wait=0.3))
+    sent = payloads(12)
+    assert route(system, sent) == Routed(12)
+    wait_for(lambda: len(store.saved) == 2, timeout=5)
+    sizes = sorted(len(docs) for docs in store.saved.values())
+    assert sizes == [5, 5]  # the partial batch of 2 waits for its age limit
+    wait_for(lambda: len(store.saved) == 3, timeout=5)
+    assert sorted(len(docs) for docs in store.saved.values()) == [2, 5, 5]
+    assert sorted(d["n"] for d in stored_docs(store)) == list(range(12))
+
+
+def test_a_batch_is_flushed_when_it_reaches_its_byte_limit(tmp_path) -> None:
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=1000, max_bytes=2000, max_wait=60))
+    sent = payloads(10, pad="x" * 480)  # ~500 bytes a line: 4 fit under 2000
+    assert route(system, sent) == Routed(10)
+    wait_for(lambda: len(store.saved) == 2, timeout=5)
+    assert sorted(len(docs) for docs in store.saved.values()) == [4, 4]
+    system.drain(timeout=5)
+    assert sorted(len(docs) for docs in store.saved.values()) == [2, 4, 4]
+
+
+def test_each_version_gets_its_own_batches(tmp_path) -> None:
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=3, max_wait=60))
+    assert route(system, payloads(3, "a") + payloads(3, "b")) == Routed(6)
+    wait_for(lambda: len(store.saved) == 2, timeout=5)
+    versions = {key.split("/")[0] for key in store.saved}
+    assert versions == {"a", "b"}
+
+
+def test_shutdown_flushes_partial_batches(tmp_path) -> None:
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=60), workers=2)
+    assert route(system, payloads(7)) == Routed(7)
+    system.drain(timeout=5)
+    assert sorted(d["n"] for d in stored_docs(store)) == list(range(7))
+    assert len(store.saved) == 2  # one partial batch per uploader
+
+
+class CrashOnceStore(RecordingStore):
+    """The first put of a batch holding {"crash": true} raises, as a bug would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def put(self, obj: S3Object) -> None:
+        with self.lock:
+            self.attempts[obj.key] = self.attempts.get(obj.key, 0) + 1
+            first = self.attempts[obj.key] == 1
+        if first and b'"crash":true' in obj.body:
+            raise RuntimeError("injected bug")
+        super().put(obj)
+
+
+def test_a_crash_hands_the_batch_over_whole_and_it_keeps_its_key(tmp_path) -> None:
+    store = CrashOnceStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=4, max_wait=60))
+    sent = payloads(3) + payloads(1, crash=True) + payloads(2)
+    assert route(system, sent) == Routed(6)
+    wait_for(lambda: len(store.saved) == 1, timeout=5)
+    [(key, docs)] = store.saved.items()
+    assert store.attempts[key] == 2  # crashed once, then the same key landed
+    assert len(docs) == 4
+    system.drain(timeout=5)  # the open batch of 2 is flushed at shutdown
+    assert sorted(len(d) for d in store.saved.values()) == [2, 4]
+    assert DeadLetterSpool(tmp_path / "spool").files() == []
+
+
+def test_s3_batch_objects_are_ndjson_and_gzip_when_asked() -> None:
+    store = S3Store(client=None, bucket="b", prefix="p/")
+    lines = [store.encode({"n": i}) for i in range(3)]
+    plain = store.batch_object(lines, version="1", received_at=0, unique="u", gzipped=False)
+    packed = store.batch_object(lines, version="1", received_at=0, unique="u", gzipped=True)
+    assert plain.key.endswith("-u.ndjson")
+    assert packed.key.endswith("-u.ndjson.gz")
+    assert plain.payloads == packed.payloads == 3
+    assert gzip.decompress(packed.body) == plain.body
+    assert [orjson.loads(line) for line in plain.body.splitlines()] == [{"n": i} for i in range(3)]
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes"])
+def test_batch_gzip_setting_reads_booleans(value: str) -> None:
+    from config import Settings
+
+    assert Settings.from_env({"BATCH_GZIP": value}).batch_gzip is True
