@@ -26,6 +26,7 @@ class Settings:
     """Everything the service reads from its environment."""
 
     port: int = 8000
+    web_concurrency: int = 1
     web_threads: int = 8
     max_workers: int = 8
     max_queue: int = 1000
@@ -62,6 +63,9 @@ class Settings:
         d = cls()  # the defaults (slotted dataclass fields are not readable on the class)
         return cls(
             port=reader.integer("PORT", d.port, minimum=1, maximum=65535),
+            web_concurrency=reader.integer(
+                "WEB_CONCURRENCY", d.web_concurrency, minimum=1, maximum=64
+            ),
             web_threads=reader.integer("WEB_THREADS", d.web_threads, minimum=1, maximum=256),
             max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
             max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),

@@ -7,12 +7,14 @@ import sys
 
 from config import ConfigError, Settings
 from mailroom.logs import configure_logging
+from store import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailroom", description=__doc__)
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="serve POST /payloads on $PORT (the default command)")
+    serving = commands.add_parser("serve", help="serve POST /payloads on $PORT (the default)")
+    serving.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     listing = commands.add_parser("list", help="list the keys stored so far, with their bodies")
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     listing.add_argument("--keys-only", action="store_true", help="print keys without bodies")
@@ -30,9 +32,17 @@ def main(argv: list[str] | None = None) -> int:
             return _list(settings, args.limit, args.keys_only)
         if args.command == "replay":
             return _replay(settings)
+        worker = getattr(args, "worker", None)
+        if worker is None and settings.web_concurrency > 1:
+            from mailroom.workers import WorkerPool
+
+            return WorkerPool(settings).run()
         from mailroom.service import serve
 
-        return serve(settings)
+        return serve(settings, worker=worker)
+    except StoreError as error:
+        print(f"mailroom: {error}", file=sys.stderr)
+        return 1
     except (RuntimeError, OSError) as error:
         print(f"mailroom: cannot start: {error}", file=sys.stderr)
         return 1

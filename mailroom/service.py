@@ -50,8 +50,11 @@ def build_system(settings: Settings, handle: StoreHandle, spool: DeadLetterSpool
     )
 
 
-def serve(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT, then drain the mailboxes and stop; return the exit code."""
+def serve(settings: Settings, worker: int | None = None) -> int:
+    """Run until SIGTERM or SIGINT, then drain the mailboxes and stop; return the exit code.
+
+    `worker` is set in the children of a WorkerPool: they share the port (SO_REUSEPORT).
+    """
     spool = open_spool(settings)
     spool.prepare()
     handle = open_store(settings, start_embedded=True)
@@ -65,11 +68,13 @@ def serve(settings: Settings) -> int:
             closing_connections_when(draining, app),
             port=settings.port,
             threads=settings.web_threads,
+            reuse_port=worker is not None,
         )
         stopping.install()
         log.info("settings: %s", settings.describe(), extra={"event": "settings"})
         log.info(
-            "serving POST /payloads on port %d (ACK_MODE=%s); objects go to %s; spool in %s",
+            "%sserving POST /payloads on port %d (ACK_MODE=%s); objects go to %s; spool in %s",
+            "" if worker is None else f"worker {worker}: ",
             settings.port,
             settings.ack_mode,
             handle.describe(),

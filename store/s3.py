@@ -41,7 +41,7 @@ class StoreError(Exception):
     """A write failed after the client's own retries; says which key, why, and if retrying helps."""
 
     def __init__(self, key: str, cause: str, *, retryable: bool) -> None:
-        super().__init__(f"could not store {key}: {cause}")
+        super().__init__(f"S3 request for {key} failed: {cause}")
         self.key = key
         self.cause = cause
         self.retryable = retryable
@@ -134,12 +134,20 @@ class S3Store:
         """Every key under the prefix, oldest partition first (for `mailroom list` and tests)."""
         keys: list[str] = []
         paginator = self._client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for item in page.get("Contents", []):
-                keys.append(item["Key"])
-                if limit is not None and len(keys) >= limit:
-                    return keys
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", []):
+                    keys.append(item["Key"])
+                    if limit is not None and len(keys) >= limit:
+                        return keys
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(
+                f"s3://{self.bucket}/{self.prefix}", str(error), retryable=True
+            ) from None
         return keys
 
     def read(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(key, str(error), retryable=True) from None

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -80,21 +81,27 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> ServiceProcess:
+        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailroom", "serve"],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
+            stdout=self._output,
             stderr=subprocess.STDOUT,
             text=True,
         )
         wait_for(self._ready, timeout=timeout, interval=0.1)
         return self
 
+    def log(self) -> str:
+        """Everything the service has logged so far."""
+        self._output.seek(0)
+        return self._output.read()
+
     def _ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"service exited at start:\n{self.proc.stdout.read()}")
+            raise AssertionError(f"service exited at start:\n{self.log()}")
         try:
             requests.get(self.url + "/payloads", timeout=1)
         except requests.ConnectionError:
@@ -107,11 +114,13 @@ class ServiceProcess:
         if signal_it and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            output, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            output, _ = self.proc.communicate()
-            raise AssertionError(f"service did not stop within {timeout}s:\n{output}") from None
+            self.proc.wait()
+            raise AssertionError(f"service did not stop within {timeout}s:\n{self.log()}") from None
+        output = self.log()
+        self._output.close()
         return self.proc.returncode, output
 
 

@@ -3,33 +3,50 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from waitress.server import create_server
 
+BACKLOG = 2048
 
-def make_server(app: Any, *, port: int, threads: int, host: str = "0.0.0.0") -> Any:
+
+def make_server(
+    app: Any, *, port: int, threads: int, host: str = "0.0.0.0", reuse_port: bool = False
+) -> Any:
     """A waitress server that queues bursts quietly instead of warning once per request.
 
     The connection limit and backlog are far above waitress's defaults (100 and 1024) so a
-    burst of clients is queued by the kernel or served, never left hanging unanswered.
+    burst of clients is queued by the kernel or served, never left hanging unanswered. With
+    `reuse_port`, several processes listen on the same port and the kernel balances them.
     """
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    placement: dict[str, Any] = {"host": host, "port": port}
+    if reuse_port:
+        placement = {"sockets": [_shared_socket(host, port)]}
     return create_server(
         app,
-        host=host,
-        port=port,
         threads=threads,
         connection_limit=2000,
-        backlog=2048,
+        backlog=BACKLOG,
         channel_timeout=30,
         cleanup_interval=10,
         asyncore_use_poll=True,
         ident="mailroom",
         clear_untrusted_proxy_headers=True,
+        **placement,
     )
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    return sock
 
 
 def closing_connections_when(

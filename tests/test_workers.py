@@ -1,0 +1,67 @@
+"""WEB_CONCURRENCY=2: two serving processes on one port under a parent that keeps them alive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.s3sink import S3Sink
+from tests.support import ServiceProcess, post_collections, sink_env, wait_for
+
+
+@pytest.fixture
+def sink() -> Iterator[S3Sink]:
+    server = S3Sink(latency_ms=1).serve_in_thread()
+    yield server
+    server.stop()
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def process_tags(sink: S3Sink) -> set[str]:
+    """The 24-hex-digit process tag in each key's id tells which process accepted it."""
+    return {key.rsplit("-", 1)[1][:24] for key in list(sink.objects)}
+
+
+def test_two_processes_share_the_port_and_a_dead_one_is_replaced(sink, tmp_path) -> None:
+    env = sink_env(sink, tmp_path / "spool", WEB_CONCURRENCY="2", SHUTDOWN_TIMEOUT="5")
+    service = ServiceProcess(env).start()
+    assert service.proc is not None
+    try:
+        wait_for(lambda: len(children(service.proc.pid)) == 2, timeout=20)
+        first = children(service.proc.pid)
+        sent = 0
+        for _ in range(20):  # new connections each round, until both processes took some
+            answers = post_collections(service.url, [[{"n": i}] for i in range(20)], clients=8)
+            assert {status for status, _ in answers} == {202}
+            sent += 20
+            wait_for(lambda total=sent: sink.payload_count() == total, timeout=20)
+            if len(process_tags(sink)) == 2:
+                break
+        assert len(process_tags(sink)) == 2  # both processes took requests
+
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(
+            lambda: len(kids := children(service.proc.pid)) == 2 and first[0] not in kids,
+            timeout=20,
+        )
+        wait_for(lambda: service.log().count("worker 0: serving") == 2, timeout=20)
+        answers = post_collections(service.url, [[{"n": i}] for i in range(50)])
+        assert {status for status, _ in answers} == {202}
+        wait_for(lambda: sink.payload_count() == sent + 50, timeout=20)
+        started = time.monotonic()
+    finally:
+        code, log = service.stop(timeout=20)
+    assert code == 0, log
+    assert time.monotonic() - started < 5 + 5
+    assert f"(pid {first[0]}) exited with signal SIGKILL" in log
+    assert log.count("shut down cleanly") == 2  # each child drained
+    assert "all workers stopped" in log
