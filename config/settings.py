@@ -37,6 +37,7 @@ class Settings:
     s3_bucket: str | None = None
     s3_prefix: str = "payloads/"
     s3_endpoint_url: str | None = None
+    s3_put: str = "direct"
     embedded_s3_port: int = 9000
     spool_dir: str = "spool"
     upload_retry_seconds: float = 30.0
@@ -82,6 +83,7 @@ class Settings:
             s3_bucket=reader.optional("S3_BUCKET"),
             s3_prefix=reader.prefix("S3_PREFIX", d.s3_prefix),
             s3_endpoint_url=reader.optional("AWS_ENDPOINT_URL_S3"),
+            s3_put=reader.choice("S3_PUT", d.s3_put, ("direct", "boto3")),
             embedded_s3_port=reader.integer(
                 "EMBEDDED_S3_PORT", d.embedded_s3_port, minimum=1, maximum=65535
             ),

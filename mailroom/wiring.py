@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from config import Settings
-from store import S3Store, make_s3_client
+from store import S3Store, open_s3
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
 from store.spool import DeadLetterSpool
 
@@ -38,21 +38,26 @@ def open_store(settings: Settings, *, start_embedded: bool) -> StoreHandle:
     `start_embedded` is False for commands that talk to an already running service's store.
     """
     if not settings.uses_embedded_store:
-        client = make_s3_client(
-            pool_size=settings.max_workers, endpoint_url=settings.s3_endpoint_url
+        store = open_s3(
+            bucket=settings.s3_bucket or "",
+            prefix=settings.s3_prefix,
+            pool_size=settings.max_workers,
+            endpoint_url=settings.s3_endpoint_url,
+            direct_put=settings.s3_put == "direct",
         )
-        store = S3Store(client, settings.s3_bucket or "", settings.s3_prefix)
         return StoreHandle(store, endpoint=settings.s3_endpoint_url)
     embedded = EmbeddedS3(settings.embedded_s3_port)
     if start_embedded:
         embedded.start()
-    client = make_s3_client(
+    store = open_s3(
+        bucket=EMBEDDED_BUCKET,
+        prefix=settings.s3_prefix,
         pool_size=settings.max_workers,
         endpoint_url=embedded.endpoint_url,
         credentials=EMBEDDED_CREDENTIALS,
         region=EMBEDDED_REGION,
+        direct_put=settings.s3_put == "direct",
     )
-    store = S3Store(client, EMBEDDED_BUCKET, settings.s3_prefix)
     if start_embedded:
         store.ensure_bucket()
     return StoreHandle(store, embedded if start_embedded else None, embedded.endpoint_url)

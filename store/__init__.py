@@ -2,6 +2,14 @@
 
 from store.keys import ObjectKey, sanitise_version
 from store.objects import S3Object
-from store.s3 import S3Store, StoreError, make_s3_client
+from store.s3 import S3Store, StoreError, make_s3_client, open_s3
 
-__all__ = ["ObjectKey", "S3Object", "S3Store", "StoreError", "make_s3_client", "sanitise_version"]
+__all__ = [
+    "ObjectKey",
+    "S3Object",
+    "S3Store",
+    "StoreError",
+    "make_s3_client",
+    "open_s3",
+    "sanitise_version",
+]

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
+from store.direct_put import DirectPut, PutRejected
 from store.keys import ObjectKey
 from store.objects import S3Object, encode_batch, encode_document
 
@@ -18,6 +20,9 @@ else:
     S3Client = Any
 
 CONTENT_TYPE = "application/octet-stream"
+PUT_HEADERS = {"Content-Type": CONTENT_TYPE, "x-amz-acl": "private"}
+CONNECT_TIMEOUT = 3
+READ_TIMEOUT = 10
 
 
 # Answers that mean "try again later" rather than "this request is wrong".
@@ -54,6 +59,7 @@ def make_s3_client(
     endpoint_url: str | None = None,
     credentials: dict[str, str] | None = None,
     region: str | None = None,
+    session: boto3.session.Session | None = None,
 ) -> S3Client:
     """Build the one client the process shares (creating clients is not thread-safe; using them is).
 
@@ -66,13 +72,13 @@ def make_s3_client(
     config = Config(
         max_pool_connections=max(pool_size, 1),
         retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=3,
-        read_timeout=10,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
-    session = boto3.session.Session(region_name=region)
+    session = session or boto3.session.Session(region_name=region)
     client = session.client("s3", endpoint_url=endpoint_url, config=config, **(credentials or {}))
     # botocore sends `Expect: 100-continue` with every upload: a round trip more per put, for
     # bodies that are small anyway. `bench/put_cost.py` measures what dropping it saves.
@@ -80,11 +86,56 @@ def make_s3_client(
     return client
 
 
+def open_s3(
+    *,
+    bucket: str,
+    prefix: str,
+    pool_size: int,
+    endpoint_url: str | None = None,
+    credentials: dict[str, str] | None = None,
+    region: str | None = None,
+    direct_put: bool = True,
+) -> S3Store:
+    """The store for one bucket; fails at once, in one line, if there are no credentials."""
+    session = boto3.session.Session(region_name=region)
+    client = make_s3_client(
+        pool_size=pool_size,
+        endpoint_url=endpoint_url,
+        credentials=credentials,
+        session=session,
+    )
+    if credentials:
+        found: Any = Credentials(
+            credentials["aws_access_key_id"], credentials["aws_secret_access_key"]
+        )
+    else:
+        found = session.get_credentials()
+    if found is None:
+        raise RuntimeError(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or run where an instance role provides them"
+        )
+    putter = None
+    if direct_put:
+        putter = DirectPut(
+            client,
+            bucket,
+            found,
+            pool_size=pool_size,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+        )
+    return S3Store(client, bucket, prefix, direct=putter)
+
+
 class S3Store:
     """Puts payload documents into one bucket, one object each."""
 
-    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, prefix: str, direct: DirectPut | None = None
+    ) -> None:
         self._client = client
+        self._direct = direct
         self.bucket = bucket
         self.prefix = prefix
 
@@ -111,6 +162,15 @@ class S3Store:
 
     def put(self, obj: S3Object) -> None:
         """Write one object, or raise StoreError saying whether a later attempt may succeed."""
+        if self._direct is not None:
+            try:
+                self._direct.put(obj.key, obj.body, PUT_HEADERS)
+            except PutRejected as rejected:
+                retryable = rejected.code in RETRYABLE_CODES or rejected.status >= 500
+                raise StoreError(obj.key, str(rejected), retryable=retryable) from rejected
+            except BotoCoreError as error:
+                raise StoreError(obj.key, str(error), retryable=True) from error
+            return
         try:
             self._client.put_object(
                 Bucket=self.bucket,

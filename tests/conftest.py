@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -23,12 +24,12 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(moto_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+def s3_bucket(moto_endpoint: str) -> tuple[object, str]:
     """A fresh, empty bucket on the moto server, and a boto3 client to read it back."""
     client = boto3.client(
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1", **MOTO_CREDENTIALS
     )
-    name = "test-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"test-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     return client, name
 

@@ -17,8 +17,9 @@ COLLECTIONS_PER_CLIENT = 20
 PAYLOADS_PER_COLLECTION = 3
 
 
-@pytest.fixture
-def service(moto_endpoint: str, s3_bucket) -> Iterator[ServiceProcess]:
+@pytest.fixture(params=["direct", "boto3"])
+def service(moto_endpoint: str, s3_bucket, request) -> Iterator[ServiceProcess]:
+    """The service, once with each S3_PUT path: the direct signed PUT and boto3's put_object."""
     _, bucket = s3_bucket
     process = ServiceProcess(
         {
@@ -29,6 +30,7 @@ def service(moto_endpoint: str, s3_bucket) -> Iterator[ServiceProcess]:
             "AWS_SECRET_ACCESS_KEY": MOTO_CREDENTIALS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": "us-east-1",
             "MAX_WORKERS": "4",
+            "S3_PUT": request.param,
         }
     ).start()
     yield process

@@ -72,3 +72,27 @@ def test_bad_value_stops_the_process_at_start_with_one_line() -> None:
         "expected an integer from 1 to 1024"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_missing_aws_credentials_stop_the_process_at_start_with_one_line(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailroom", "serve"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "S3_BUCKET": "somewhere",
+            "SPOOL_DIR": str(tmp_path),
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "mailroom: cannot start: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or run where an instance role provides them"
+    ]

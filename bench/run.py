@@ -1,0 +1,293 @@
+"""`make bench`: mailroom against the naive baseline, in one run, on this machine.
+
+Starts the S3 sink (30 ms per PUT, like real S3) in its own process, then for each scenario
+starts the server under test, drives it with wrk for a fixed time, waits for the accepted
+payloads to land, and reports: req/s, p50/p99, non-2xx, payloads accepted vs landed, drain
+time, landed payloads/s, peak RSS (largest process and whole tree), CPU per payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from bench.measure import TreeSampler
+from tests.support import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = (
+    '{"version":"1.4.2","token":"bench","data":['
+    '{"device":"sensor-0042","temp":21.5,"ts":1732800000,"tags":["a","b"]},'
+    '{"device":"sensor-0043","temp":19.0,"ts":1732800001,"tags":["c"]},'
+    '{"device":"sensor-0044","temp":23.25,"ts":1732800002,"tags":[]}]}'
+)
+PAYLOADS_PER_REQUEST = 3
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[BODY]]
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; refused = 0; other = 0 end
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok = ok + 1
+  elseif status == 503 then refused = refused + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local a, r, o = 0, 0, 0
+  for _, t in ipairs(threads) do
+    a = a + t:get("ok"); r = r + t:get("refused"); o = o + t:get("other")
+  end
+  io.write(string.format(
+    "RESULT ok=%d refused=%d other=%d requests=%d sockerr=%d p50=%.0f p99=%.0f us=%d\\n",
+    a, r, o, summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+""".replace("[[BODY]]", "'" + BODY + "'")
+
+SINK_ENV = {
+    "S3_BUCKET": "bench",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    server: str  # "mailroom" or "naive"
+    connections: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    refused: int
+    other: int
+    sockerr: int
+    accepted: int
+    landed: int
+    drain_s: float
+    landed_per_s: float
+    peak_process_mib: float
+    peak_total_mib: float
+    cpu_ms_per_payload: float
+
+
+SCENARIOS = [
+    Scenario("naive: thread per payload", "naive", 32),
+    Scenario(
+        "mailroom single objects, 1 proc",
+        "mailroom",
+        32,
+        {"WEB_CONCURRENCY": "1", "MAX_WORKERS": "16", "MAX_QUEUE": "500"},
+    ),
+    Scenario(
+        "mailroom single objects, 2 procs",
+        "mailroom",
+        32,
+        {"WEB_CONCURRENCY": "2", "MAX_WORKERS": "16", "MAX_QUEUE": "500"},
+    ),
+    Scenario(
+        "mailroom batched, 2 procs",
+        "mailroom",
+        32,
+        {
+            "WEB_CONCURRENCY": "2",
+            "MAX_WORKERS": "4",
+            "MAX_QUEUE": "5000",
+            "BATCH_MAX_PAYLOADS": "2000",
+            "BATCH_MAX_WAIT_MS": "250",
+            "BATCH_GZIP": "true",
+        },
+    ),
+    Scenario(
+        "overload: single objects, 2 procs, 256 conns",
+        "mailroom",
+        256,
+        {"WEB_CONCURRENCY": "2", "MAX_WORKERS": "16", "MAX_QUEUE": "200"},
+    ),
+]
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing it with apt-get", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def sink_payloads(endpoint: str) -> int:
+    return requests.get(endpoint + "/_stats", timeout=5).json()["payloads"]
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def run_scenario(
+    scenario: Scenario, wrk: str, script: Path, sink: str, duration: int, spool: Path
+) -> Result:
+    port = free_port()
+    env = {**os.environ, **SINK_ENV, "AWS_ENDPOINT_URL_S3": sink, "PORT": str(port)}
+    env |= {"SPOOL_DIR": str(spool)} | scenario.env
+    module = ["bench.naive"] if scenario.server == "naive" else ["mailroom", "serve"]
+    server = subprocess.Popen([sys.executable, "-m", *module], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}/payloads"
+    try:
+        wait_for(lambda: answers(url), timeout=30, interval=0.2)
+        time.sleep(1.0 if scenario.env.get("WEB_CONCURRENCY", "1") != "1" else 0.2)
+        before = sink_payloads(sink)
+        with TreeSampler(server.pid) as sampler:
+            out = subprocess.run(
+                [
+                    wrk,
+                    "-t2",
+                    f"-c{scenario.connections}",
+                    f"-d{duration}s",
+                    "--latency",
+                    "-s",
+                    str(script),
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            loaded = time.monotonic()
+            fields = dict(re.findall(r"(\w+)=(\d+)", out.split("RESULT", 1)[1]))
+            accepted = int(fields["ok"]) * PAYLOADS_PER_REQUEST
+            deadline = loaded + 120
+            while sink_payloads(sink) - before < accepted and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drain = time.monotonic() - loaded
+            landed = sink_payloads(sink) - before
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    seconds = int(fields["us"]) / 1e6
+    return Result(
+        scenario=scenario,
+        rps=int(fields["requests"]) / seconds,
+        p50_ms=int(fields["p50"]) / 1000,
+        p99_ms=int(fields["p99"]) / 1000,
+        ok=int(fields["ok"]),
+        refused=int(fields["refused"]),
+        other=int(fields["other"]),
+        sockerr=int(fields["sockerr"]),
+        accepted=accepted,
+        landed=landed,
+        drain_s=drain,
+        landed_per_s=landed / (seconds + drain),
+        peak_process_mib=sampler.peak_process_mib,
+        peak_total_mib=sampler.peak_total_mib,
+        cpu_ms_per_payload=sampler.cpu * 1000 / max(landed, 1),
+    )
+
+
+def report(results: list[Result], duration: int, latency: float) -> None:
+    print()
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; S3 sink {latency:g} ms per PUT; "
+        f"wrk -t2 for {duration}s per scenario; {PAYLOADS_PER_REQUEST} payloads per request"
+    )
+    header = (
+        f"{'scenario':<46}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'2xx':>8}{'503':>8}"
+        f"{'other':>6}{'accepted':>9}{'landed':>8}{'drain s':>8}{'landed/s':>9}"
+        f"{'RSS MiB':>8}{'tree':>6}{'CPU ms/p':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.scenario.name:<46}{r.rps:>8.0f}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.ok:>8}"
+            f"{r.refused:>8}{r.other + r.sockerr:>6}{r.accepted:>9}{r.landed:>8}"
+            f"{r.drain_s:>8.1f}{r.landed_per_s:>9.0f}{r.peak_process_mib:>8.0f}"
+            f"{r.peak_total_mib:>6.0f}{r.cpu_ms_per_payload:>9.2f}"
+        )
+    naive = next((r for r in results if r.scenario.server == "naive"), None)
+    if naive and naive.landed_per_s:
+        print()
+        for r in results:
+            if r is not naive:
+                print(
+                    f"{r.scenario.name:<46} lands {r.landed_per_s / naive.landed_per_s:5.1f}x "
+                    "the naive baseline's payloads per second"
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per scenario")
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="S3 sink latency per PUT")
+    parser.add_argument("--only", default="", help="run only scenarios whose name has this")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    sink_port = free_port()
+    sink_proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.s3sink",
+            "--port",
+            str(sink_port),
+            "--latency-ms",
+            str(args.latency_ms),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    sink = f"http://127.0.0.1:{sink_port}"
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        try:
+            wait_for(lambda: answers(sink + "/_stats"), timeout=10)
+            for scenario in SCENARIOS:
+                if args.only not in scenario.name:
+                    continue
+                print(f"running: {scenario.name} ...", file=sys.stderr, flush=True)
+                spool = Path(scratch) / f"spool-{len(results)}"
+                results.append(run_scenario(scenario, wrk, script, sink, args.duration, spool))
+        finally:
+            sink_proc.terminate()
+            sink_proc.wait()
+    report(results, args.duration, args.latency_ms)
+
+
+if __name__ == "__main__":
+    main()
