@@ -11,6 +11,8 @@ import pykka
 
 from actors.ids import new_id
 from actors.messages import Payload, Receipt, Route, Routed
+from actors.router import MAILBOXES_FULL, NO_UPLOADER
+from actors.slots import SlotTable
 
 
 class Refused(Exception):
@@ -40,11 +42,13 @@ class Dispatcher:
     def __init__(
         self,
         router: pykka.ActorRef[Any],
+        slots: SlotTable | None = None,
         *,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._router = router
+        self._slots = slots
         self._timeout = timeout
         self._clock = clock
 
@@ -60,6 +64,10 @@ class Dispatcher:
         return Outcome(accepted, receipt.landed, receipt.spooled)
 
     def _place(self, version: str, documents: Sequence[Any], receipt: Receipt | None) -> int:
+        # Overloaded: refuse here, in the caller's thread, rather than after two thread
+        # switches through the router. The router still decides whenever there may be room.
+        if self._slots is not None and self._slots.total_room() < len(documents):
+            raise Refused(MAILBOXES_FULL if self._slots.any_alive() else NO_UPLOADER)
         received_at = self._clock()
         payloads = [Payload(new_id(), version, received_at, d, 0, receipt) for d in documents]
         try:

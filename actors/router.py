@@ -14,8 +14,12 @@ from typing import Any
 import pykka
 
 from actors.messages import Payload, Redeliver, ReplaceSlot, Route, Routed, SlotStatus, Status, Sync
+from actors.slots import SlotTable
 
 log = logging.getLogger(__name__)
+
+NO_UPLOADER = "no uploader is running"
+MAILBOXES_FULL = "all uploader mailboxes are full"
 
 
 class RouterActor(pykka.ThreadingActor):
@@ -23,15 +27,9 @@ class RouterActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(
-        self,
-        slots: list[pykka.ActorRef[Any] | None],
-        max_queue: int,
-        overflow: Callable[[list[Payload], str], None],
-    ) -> None:
+    def __init__(self, slots: SlotTable, overflow: Callable[[list[Payload], str], None]) -> None:
         super().__init__()
-        self._slots = list(slots)
-        self._max_queue = max_queue
+        self._slots = slots
         self._overflow = overflow
         self._cursor = 0
 
@@ -41,7 +39,7 @@ class RouterActor(pykka.ThreadingActor):
         if isinstance(message, Status):
             return Status([self._slot_status(i) for i in range(len(self._slots))])
         if isinstance(message, ReplaceSlot):
-            self._slots[message.slot] = message.ref
+            self._slots.refs[message.slot] = message.ref
             return None
         if isinstance(message, Redeliver):
             return self._redeliver(message.units)
@@ -49,22 +47,17 @@ class RouterActor(pykka.ThreadingActor):
             return None
         return super().on_receive(message)
 
-    def _room(self, ref: pykka.ActorRef[Any] | None) -> int:
-        if ref is None or not ref.is_alive():
-            return 0
-        return max(self._max_queue - ref.actor_inbox.qsize(), 0)
-
     def _slot_status(self, slot: int) -> SlotStatus:
-        ref = self._slots[slot]
+        ref = self._slots.refs[slot]
         alive = ref is not None and ref.is_alive()
-        return SlotStatus(slot, alive, ref.actor_inbox.qsize() if ref is not None else 0)
+        return SlotStatus(slot, alive, self._slots.depth(slot))
 
     def _route(self, payloads: list[Payload]) -> Routed:
-        room = [self._room(ref) for ref in self._slots]
+        room = [self._slots.room(slot) for slot in range(len(self._slots))]
         if sum(room) < len(payloads):
-            if not any(room) and not any(r is not None and r.is_alive() for r in self._slots):
-                return Routed(0, "no uploader is running")
-            return Routed(0, "all uploader mailboxes are full")
+            if not self._slots.any_alive():
+                return Routed(0, NO_UPLOADER)
+            return Routed(0, MAILBOXES_FULL)
         for placed, payload in enumerate(payloads):
             # If an uploader died between counting and sending, the rest go wherever
             # something is alive, past the bound, rather than half-accepting.
@@ -80,7 +73,7 @@ class RouterActor(pykka.ThreadingActor):
         for _ in range(count):
             slot = self._cursor
             self._cursor = (self._cursor + 1) % count
-            ref = self._slots[slot]
+            ref = self._slots.refs[slot]
             if room[slot] <= 0 or ref is None:
                 continue
             try:
@@ -100,7 +93,7 @@ class RouterActor(pykka.ThreadingActor):
         return len(units)
 
     def _place_anywhere(self, payload: Any) -> bool:
-        for ref in self._slots:
+        for ref in self._slots.refs:
             if ref is None:
                 continue
             try:

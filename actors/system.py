@@ -15,9 +15,11 @@ import pykka
 
 from actors.batching import Batch, BatchLimits
 from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
+from actors.dispatcher import Dispatcher
 from actors.messages import Payload, Status
 from actors.retry import Backoff, Deadline
 from actors.router import RouterActor
+from actors.slots import SlotTable
 from actors.supervisor import AttachRouter, CurrentSlots, RestartPolicy, ShutDown, SupervisorActor
 from actors.uploader import SlotState, UploaderActor, drain, units_in
 
@@ -51,15 +53,22 @@ class ActorSystem:
             gzipped=self._limits.gzip,
         )
         self._states = [SlotState() for _ in range(workers)]
+        self.slots = SlotTable([], max_queue)
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.router: pykka.ActorRef[Any] | None = None
+
+    def dispatcher(self, timeout: float = 10.0) -> Dispatcher:
+        """The front door for the web layer; call after start()."""
+        assert self.router is not None, "start() first"
+        return Dispatcher(self.router, self.slots, timeout=timeout)
 
     def start(self) -> pykka.ActorRef[Any]:
         self.supervisor = SupervisorActor.start(
             self._new_uploader, self._workers, self.dead_letter, self._policy
         )
-        slots = self.supervisor.ask(CurrentSlots(), timeout=10)
-        self.router = RouterActor.start(slots, self._max_queue, self.dead_letter)
+        refs = self.supervisor.ask(CurrentSlots(), timeout=10)
+        self.slots = SlotTable(refs, self._max_queue)
+        self.router = RouterActor.start(self.slots, self.dead_letter)
         self.supervisor.tell(AttachRouter(self.router))
         log.info(
             "actors started: %d uploaders, mailboxes of %d payloads each",

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict
 from types import FrameType
 
-from actors import ActorSystem, Dispatcher
+from actors import ActorSystem
 from actors.batching import BatchLimits
 from actors.retry import Backoff
 from actors.supervisor import RestartPolicy
@@ -59,11 +59,11 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     spool.prepare()
     handle = open_store(settings, start_embedded=True)
     system = build_system(settings, handle, spool)
-    router = system.start()
+    system.start()
     draining = threading.Event()
     stopping = _Stopping(draining)
     try:
-        app = create_app(Dispatcher(router), settings, draining)
+        app = create_app(system.dispatcher(), settings, draining)
         server = make_server(
             closing_connections_when(draining, app),
             port=settings.port,

@@ -7,7 +7,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import ActorSystem, Dispatcher, Payload, Refused
+from actors import ActorSystem, Payload, Refused
 from actors.messages import Route, Routed
 from tests.support import GatedStore, wait_for
 
@@ -108,7 +108,7 @@ def test_a_collection_too_big_for_the_room_left_is_refused_whole(store: GatedSto
 def test_dispatcher_raises_refused_when_every_mailbox_is_full(store: GatedStore) -> None:
     system = start(store, workers=2, max_queue=1)
     fill(system, store, workers=2, max_queue=1)
-    dispatcher = Dispatcher(system.router)
+    dispatcher = system.dispatcher()
     with pytest.raises(Refused, match="full"):
         dispatcher.submit("1", [{"n": 1}])
     store.gate("slot0").set()
