@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
 run: $(STAMP)
 	$(BIN)/mailroom serve
@@ -27,3 +27,8 @@ $(STAMP): setup.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+# Speed and memory figures: see docs/benchmarks.md. Installs wrk with apt-get if missing.
+bench: $(STAMP)
+	$(BIN)/python -m bench.put_cost
+	$(BIN)/python -m bench.run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,9 +11,11 @@ from typing import Any
 import pykka
 
 from actors.ids import new_id
-from actors.messages import Payload, Receipt, Route, Routed
+from actors.messages import Payload, Receipt, Reply, Route, Routed
 from actors.router import MAILBOXES_FULL, NO_UPLOADER
 from actors.slots import SlotTable
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -70,10 +73,15 @@ class Dispatcher:
             raise Refused(MAILBOXES_FULL if self._slots.any_alive() else NO_UPLOADER)
         received_at = self._clock()
         payloads = [Payload(new_id(), version, received_at, d, 0, receipt) for d in documents]
+        reply = Reply()
         try:
-            answer: Routed = self._router.ask(Route(payloads), timeout=self._timeout)
+            self._router.tell(Route(payloads, reply))
         except pykka.ActorDeadError:
             raise Refused("the service is shutting down") from None
+        if not reply.wait(self._timeout):
+            log.error("the router did not answer within %.0fs", self._timeout)
+            raise Refused("the router did not answer in time")
+        answer: Routed = reply.value
         if answer.accepted == 0:
             raise Refused(answer.reason)
         return answer.accepted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
 from dataclasses import dataclass, field
 from queue import Queue
@@ -57,11 +58,34 @@ class Flush:
     batch_id: str
 
 
+class Reply:
+    """A one-shot answer slot: a cheaper `ask` for the hottest message.
+
+    pykka's ask builds a future around a `queue.Queue` (three conditions) for every call:
+    ~75 us of CPU per request here; this lock-based slot costs a few.
+    """
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=timeout)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Ask the router to place a whole collection, or none of it."""
+    """Ask the router to place a whole collection, or none of it (answered in `reply`)."""
 
     payloads: list[Payload]
+    reply: Reply | None = None
 
 
 @dataclass(frozen=True, slots=True)

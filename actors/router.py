@@ -35,7 +35,15 @@ class RouterActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Route):
-            return self._route(message.payloads)
+            try:
+                routed = self._route(message.payloads)
+            except Exception:
+                if message.reply is not None:
+                    message.reply.set(Routed(0, "the router failed"))
+                raise
+            if message.reply is not None:
+                message.reply.set(routed)
+            return routed
         if isinstance(message, Status):
             return Status([self._slot_status(i) for i in range(len(self._slots))])
         if isinstance(message, ReplaceSlot):
