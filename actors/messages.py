@@ -52,6 +52,14 @@ class Payload:
 
 
 @dataclass(frozen=True, slots=True)
+class Parcel:
+    """Several payloads (or, redelivered, batches) for one uploader, in one message."""
+
+    payloads: list[Any]
+    counted: bool = True  # False when redelivered: not in the mailbox count
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """Uploader to itself: the batch with this id has waited long enough."""
 
@@ -144,8 +152,9 @@ class Crashed:
     actor: str
     cause: str
     in_flight: Any  # the Payload or Batch it was storing when it crashed, if any
-    held: list[Any]  # batches it was still filling
+    held: list[Any]  # the rest of the parcel it was working through, its open batches
     inbox: Queue[Any]
+    queued: Any  # the slot's mailbox Gauge, to count out what the supervisor takes
     handed_over: threading.Event
 
 

@@ -3,6 +3,11 @@
 It is an actor so that placing a collection is atomic without locks: it alone puts payloads
 into uploader mailboxes, so the room it counts cannot shrink under it. A collection is placed
 whole or refused whole, so a client may resend a refused collection without duplicates.
+
+The payloads of one collection that go to the same mailbox travel as one message (a
+`Parcel`): waking an uploader costs more than what it then does with a payload in batched
+mode. There (`whole_collections`) each collection goes whole to the next mailbox with room
+for it, and is spread payload by payload only when no mailbox has room for all of it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,18 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Payload, Redeliver, ReplaceSlot, Route, Routed, SlotStatus, Status, Sync
-from actors.slots import SlotTable
+from actors.messages import (
+    Parcel,
+    Payload,
+    Redeliver,
+    ReplaceSlot,
+    Route,
+    Routed,
+    SlotStatus,
+    Status,
+    Sync,
+)
+from actors.slots import SlotTable, weight
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +42,17 @@ class RouterActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, slots: SlotTable, overflow: Callable[[list[Payload], str], None]) -> None:
+    def __init__(
+        self,
+        slots: SlotTable,
+        overflow: Callable[[list[Payload], str], None],
+        *,
+        whole_collections: bool = False,
+    ) -> None:
         super().__init__()
         self._slots = slots
         self._overflow = overflow
+        self._whole_collections = whole_collections
         self._cursor = 0
 
     def on_receive(self, message: Any) -> Any:
@@ -66,32 +88,52 @@ class RouterActor(pykka.ThreadingActor):
             if not self._slots.any_alive():
                 return Routed(0, NO_UPLOADER)
             return Routed(0, MAILBOXES_FULL)
-        for placed, payload in enumerate(payloads):
-            # If an uploader died between counting and sending, the rest go wherever
-            # something is alive, past the bound, rather than half-accepting.
-            if not self._place(payload, room) and not self._place_anywhere(payload):
-                # Every uploader died mid-collection. Part of it is already placed, so the
-                # rest is kept on disk: the collection stays accepted whole, nothing is lost.
-                self._overflow(payloads[placed:], "no uploader alive while placing a collection")
-                break
+        chunks = self._whole(payloads, room) if self._whole_collections else None
+        for slot, chunk in chunks or self._spread(payloads, room):
+            if not self._send(slot, chunk):
+                # The uploader died between counting and sending: the chunk goes wherever
+                # something is alive, past the bound, or to disk, never half-accepted.
+                rest = [p for p in chunk if not self._place_anywhere(p)]
+                if rest:
+                    self._overflow(rest, "no uploader alive while placing a collection")
         return Routed(len(payloads))
 
-    def _place(self, payload: Payload, room: list[int]) -> bool:
-        count = len(self._slots)
-        for _ in range(count):
-            slot = self._cursor
-            self._cursor = (self._cursor + 1) % count
-            ref = self._slots.refs[slot]
-            if room[slot] <= 0 or ref is None:
-                continue
-            try:
-                ref.tell(payload)
-            except pykka.ActorDeadError:
-                room[slot] = 0
-                continue
-            room[slot] -= 1
-            return True
-        return False
+    def _whole(self, payloads: list[Payload], room: list[int]) -> list[tuple[int, list[Payload]]]:
+        """The whole collection in the next mailbox with room for all of it, if there is one."""
+        count = len(room)
+        for step in range(count):
+            slot = (self._cursor + step) % count
+            if room[slot] >= len(payloads):
+                self._cursor = (slot + 1) % count
+                return [(slot, payloads)]
+        return []
+
+    def _spread(self, payloads: list[Payload], room: list[int]) -> list[tuple[int, list[Payload]]]:
+        """Each payload to the next mailbox with room, round robin; one message per mailbox."""
+        count = len(room)
+        chunks: dict[int, list[Payload]] = {}
+        for payload in payloads:
+            for _ in range(count):
+                slot = self._cursor
+                self._cursor = (self._cursor + 1) % count
+                if room[slot] > 0:
+                    room[slot] -= 1
+                    chunks.setdefault(slot, []).append(payload)
+                    break
+        return list(chunks.items())
+
+    def _send(self, slot: int, chunk: list[Payload]) -> bool:
+        ref = self._slots.refs[slot]
+        if ref is None:
+            return False
+        queued, count = self._slots.states[slot].queued, weight(chunk)
+        queued.add(count)
+        try:
+            ref.tell(chunk[0] if len(chunk) == 1 else Parcel(chunk))
+        except pykka.ActorDeadError:
+            queued.add(-count)
+            return False
+        return True
 
     def _redeliver(self, units: list[Any]) -> int:
         """Place already-accepted units in order, past the bounds if need be; return how many."""
@@ -100,13 +142,6 @@ class RouterActor(pykka.ThreadingActor):
                 return placed
         return len(units)
 
-    def _place_anywhere(self, payload: Any) -> bool:
-        for ref in self._slots.refs:
-            if ref is None:
-                continue
-            try:
-                ref.tell(payload)
-            except pykka.ActorDeadError:
-                continue
-            return True
-        return False
+    def _place_anywhere(self, unit: Any) -> bool:
+        """Into any live mailbox, bound or no bound (for what is already accepted)."""
+        return any(self._send(slot, [unit]) for slot in range(len(self._slots)))

@@ -22,8 +22,8 @@ from typing import Any
 import pykka
 
 from actors.delivery import Unit, payloads_of
-from actors.messages import Crashed, Redeliver, ReplaceSlot, Restart, Sync
-from actors.uploader import drain, units_in
+from actors.messages import Crashed, Parcel, Redeliver, ReplaceSlot, Restart, Sync
+from actors.uploader import counted_in, drain, units_in
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,16 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Crashed):
-            return self._crashed(message)
+            try:
+                return self._crashed(message)
+            except Exception:
+                # A bug here must not lose the crashed uploader's messages: keep them on disk.
+                log.exception("supervisor failed to handle %s's crash; spooling", message.actor)
+                rest = units_in(drain(message.inbox))
+                message.handed_over.set()
+                held = [message.in_flight] if message.in_flight is not None else []
+                self._dead_letter(held + message.held + rest, "the supervisor failed")
+                return None
         if isinstance(message, Restart):
             return self._restart(message)
         if isinstance(message, CurrentSlots):
@@ -143,7 +152,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         delay = self._policy.backoff(len(window))
         log.error(
-            "%s crashed (%s) holding %d in flight, %d open batch(es) and %d queued; "
+            "%s crashed (%s) holding %d in flight, %d more in hand and %d queued; "
             "restarting slot %d in %.2fs (restart %d of %d allowed in %.0fs)",
             report.actor,
             report.cause,
@@ -158,7 +167,7 @@ class SupervisorActor(pykka.ThreadingActor):
             extra={
                 "event": "uploader_crashed",
                 "in_flight": int(in_flight is not None),
-                "open_batches": len(report.held),
+                "in_hand": len(report.held),
                 "queued": pending,
                 "restart_in": round(delay, 3),
                 "restarts_in_period": len(window),
@@ -178,6 +187,7 @@ class SupervisorActor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 self._router.ask(Sync(), timeout=5)
         envelopes = drain(report.inbox)
+        report.queued.add(-counted_in(envelopes))  # out of the mailbox, into our hands
         report.handed_over.set()
         stop = any(isinstance(env.message, pykka.messages._ActorStop) for env in envelopes)
         return units_in(envelopes), stop
@@ -187,8 +197,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if held is None:
             return  # already dealt with by a shutdown
         ref = self._factory(message.slot, self.actor_ref)
-        for unit in held:
-            ref.tell(unit)
+        ref.tell(Parcel(held, counted=False))
         self._set_slot(message.slot, ref)
         log.warning(
             "restarted uploader[%d] and redelivered %d message(s) to it",

@@ -16,12 +16,12 @@ import pykka
 from actors.batching import Batch, BatchLimits
 from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
 from actors.dispatcher import Dispatcher
-from actors.messages import Payload, Status
+from actors.messages import Parcel, Payload, Status
 from actors.retry import Backoff, Deadline
 from actors.router import RouterActor
-from actors.slots import SlotTable
+from actors.slots import SlotState, SlotTable
 from actors.supervisor import AttachRouter, CurrentSlots, RestartPolicy, ShutDown, SupervisorActor
-from actors.uploader import SlotState, UploaderActor, drain, units_in
+from actors.uploader import UploaderActor, drain, units_in
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ActorSystem:
             gzipped=self._limits.gzip,
         )
         self._states = [SlotState() for _ in range(workers)]
-        self.slots = SlotTable([], max_queue)
+        self.slots = SlotTable([], self._states, max_queue)
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.router: pykka.ActorRef[Any] | None = None
 
@@ -67,8 +67,10 @@ class ActorSystem:
             self._new_uploader, self._workers, self.dead_letter, self._policy
         )
         refs = self.supervisor.ask(CurrentSlots(), timeout=10)
-        self.slots = SlotTable(refs, self._max_queue)
-        self.router = RouterActor.start(self.slots, self.dead_letter)
+        self.slots = SlotTable(refs, self._states, self._max_queue)
+        self.router = RouterActor.start(
+            self.slots, self.dead_letter, whole_collections=self._limits.enabled
+        )
         self.supervisor.tell(AttachRouter(self.router))
         log.info(
             "actors started: %d uploaders, mailboxes of %d payloads each",
@@ -141,7 +143,7 @@ class ActorSystem:
             envelopes = drain(ref.actor_inbox)
             leftovers += units_in(envelopes)
             for envelope in envelopes:  # put the stop request (and any flush) back
-                if not isinstance(envelope.message, Payload | Batch):
+                if not isinstance(envelope.message, Payload | Batch | Parcel):
                     ref.actor_inbox.put(envelope)
         for state in self._states:
             leftovers += state.held()

@@ -18,25 +18,10 @@ import pykka
 
 from actors.batching import Batch, BatchLimits, OpenBatches
 from actors.delivery import Delivery, Unit
-from actors.messages import Crashed, Flush, Payload
+from actors.messages import Crashed, Flush, Parcel, Payload
+from actors.slots import SlotState, weight
 
 log = logging.getLogger(__name__)
-
-
-class SlotState:
-    """What the uploader in one slot holds right now, readable by the system at shutdown."""
-
-    def __init__(self) -> None:
-        self.in_flight: Unit | None = None
-        self.open: OpenBatches | None = None
-
-    def take_open_batches(self) -> list[Unit]:
-        return list(self.open.take_all()) if self.open is not None else []
-
-    def held(self) -> list[Unit]:
-        """Everything in the uploader's hands (not its mailbox): in flight and open batches."""
-        units: list[Unit] = [self.in_flight] if self.in_flight is not None else []
-        return units + self.take_open_batches()
 
 
 class UploaderActor(pykka.ThreadingActor):
@@ -67,12 +52,13 @@ class UploaderActor(pykka.ThreadingActor):
         return f"uploader[{self.slot}]"
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Payload):
-            if self._limits.enabled:
-                return self._collect(message)
-            return self._store(message)
-        if isinstance(message, Batch):  # handed back after a crash: stored as it was
-            return self._store(message)
+        if isinstance(message, Payload | Batch):
+            self._state.queued.add(-weight([message]))
+            return self._take(message)
+        if isinstance(message, Parcel):
+            if message.counted:
+                self._state.queued.add(-weight(message.payloads))
+            return self._work_through(message.payloads)
         if isinstance(message, Flush):
             batch = self._open.take(message.batch_id)
             if batch is not None:
@@ -85,8 +71,26 @@ class UploaderActor(pykka.ThreadingActor):
         for batch in self._open.take_all():
             self._store(batch)
 
+    def _work_through(self, units: list[Any]) -> None:
+        """Take the units of a parcel one by one, keeping track so a crash loses none."""
+        self._state.parcel = units
+        for index, unit in enumerate(units):
+            self._state.next_index = index + 1
+            self._take(unit)
+        self._state.parcel = None
+
+    def _take(self, unit: Unit) -> None:
+        if isinstance(unit, Batch):  # handed back after a crash: stored as it was
+            self._store(unit)
+        elif self._limits.enabled:
+            self._collect(unit)
+        else:
+            self._store(unit)
+
     def _collect(self, payload: Payload) -> None:
+        self._state.in_flight = payload
         opened, sealed = self._open.add(payload, self._delivery.store.encode(payload.document))
+        self._state.in_flight = None
         if opened is not None:
             timer = threading.Timer(self._limits.max_wait, self._flush_later, (opened.id,))
             timer.daemon = True
@@ -114,13 +118,14 @@ class UploaderActor(pykka.ThreadingActor):
         cause = f"{getattr(exception_type, '__name__', 'Exception')}: {exception_value}"
         handed_over = threading.Event()
         report = Crashed(
-            self.slot,
-            str(self),
-            cause,
-            self._state.in_flight,
-            self._state.take_open_batches(),
-            self.actor_inbox,
-            handed_over,
+            slot=self.slot,
+            actor=str(self),
+            cause=cause,
+            in_flight=self._state.in_flight,
+            held=self._state.take_held(),
+            inbox=self.actor_inbox,
+            queued=self._state.queued,
+            handed_over=handed_over,
         )
         self._state.in_flight = None  # from here on, the report owns it
         try:
@@ -144,7 +149,27 @@ class UploaderActor(pykka.ThreadingActor):
 
 
 def units_in(envelopes: list[Any]) -> list[Unit]:
-    return [env.message for env in envelopes if isinstance(env.message, Payload | Batch)]
+    """The payloads and batches in these envelopes, parcels unpacked, in order."""
+    units: list[Unit] = []
+    for envelope in envelopes:
+        message = envelope.message
+        if isinstance(message, Parcel):
+            units += message.payloads
+        elif isinstance(message, Payload | Batch):
+            units.append(message)
+    return units
+
+
+def counted_in(envelopes: list[Any]) -> int:
+    """How many payloads of these envelopes the mailbox gauge counted in."""
+    total = 0
+    for envelope in envelopes:
+        message = envelope.message
+        if isinstance(message, Parcel) and message.counted:
+            total += weight(message.payloads)
+        elif isinstance(message, Payload | Batch):
+            total += weight([message])
+    return total
 
 
 def drain(inbox: Any) -> list[Any]:

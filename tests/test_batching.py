@@ -84,10 +84,12 @@ def test_each_version_gets_its_own_batches(tmp_path) -> None:
 def test_shutdown_flushes_partial_batches(tmp_path) -> None:
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=60), workers=2)
-    assert route(system, payloads(7)) == Routed(7)
+    first, second = payloads(4), payloads(3)
+    assert route(system, first) == Routed(4)
+    assert route(system, second) == Routed(3)  # round robin: the other uploader
     system.drain(timeout=5)
-    assert sorted(d["n"] for d in stored_docs(store)) == list(range(7))
-    assert len(store.saved) == 2  # one partial batch per uploader
+    assert sorted(len(docs) for docs in store.saved.values()) == [3, 4]
+    assert sorted(d["n"] for d in stored_docs(store)) == [0, 0, 1, 1, 2, 2, 3]
 
 
 class CrashOnceStore(RecordingStore):
@@ -138,3 +140,24 @@ def test_batch_gzip_setting_reads_booleans(value: str) -> None:
     from config import Settings
 
     assert Settings.from_env({"BATCH_GZIP": value}).batch_gzip is True
+
+
+def test_in_batched_mode_a_collection_goes_whole_to_one_mailbox(tmp_path) -> None:
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=60), workers=3)
+    for _ in range(3):
+        assert route(system, payloads(5)) == Routed(5)
+    system.drain(timeout=5)
+    assert sorted(len(docs) for docs in store.saved.values()) == [5, 5, 5]
+
+
+def test_a_collection_bigger_than_any_one_mailbox_is_spread(tmp_path) -> None:
+    store = RecordingStore()
+    limits = BatchLimits(max_payloads=100, max_wait=60)
+    system = ActorSystem(
+        store, DeadLetterSpool(tmp_path / "spool"), workers=3, max_queue=4, batch_limits=limits
+    )
+    system.start()
+    assert route(system, payloads(10)) == Routed(10)  # 4 + 3 + 3
+    system.drain(timeout=5)
+    assert sorted(len(docs) for docs in store.saved.values()) == [3, 3, 4]

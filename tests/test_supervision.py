@@ -68,13 +68,18 @@ def test_a_crashed_uploader_is_restarted_and_gets_every_message_back(store, spoo
     caplog.set_level(logging.INFO)
     system = start(store, spool, workers=2)
     first_uploader = system.uploaders[0]
-    # Slot 0 gets the crasher (held at its gate) and then n2 and n4 queued behind it.
+    # Slot 0 gets the crasher (held at its gate) with n2 and n4 in the same parcel, and
+    # then n6 queued behind them.
     batch = payloads({"gate": "g", "crash_times": 1}, *({"n": i} for i in range(1, 6)))
     assert route(system, batch) == Routed(6)
-    wait_for(lambda: system.status().slots[0].depth == 2, timeout=5)
+    wait_for(lambda: store.entered == 4, timeout=5)  # all but n2 and n4 reached the store
+    later = payloads({"n": 6}, {"n": 7})
+    assert route(system, later) == Routed(2)
+    wait_for(lambda: system.status().slots[0].depth == 1, timeout=5)
+    batch += later
     store.gate("g").set()
 
-    wait_for(lambda: len(store.saved) == 6, timeout=10)
+    wait_for(lambda: len(store.saved) == 8, timeout=10)
     assert set(store.saved) == {key(p) for p in batch}
     assert store.seen[key(batch[0])] == 2  # crashed once, landed on redelivery
     assert all(store.seen[key(p)] == 1 for p in batch[1:])
@@ -84,11 +89,17 @@ def test_a_crashed_uploader_is_restarted_and_gets_every_message_back(store, spoo
     assert spool.files() == []
 
     crash = next(r for r in caplog.records if getattr(r, "event", "") == "uploader_crashed")
-    assert (crash.actor, crash.slot, crash.in_flight, crash.queued) == ("uploader[0]", 0, 1, 2)
+    assert (crash.actor, crash.slot, crash.in_flight, crash.in_hand, crash.queued) == (
+        "uploader[0]",
+        0,
+        1,
+        2,
+        1,
+    )
     assert "RuntimeError: injected bug" in crash.cause
     restart = next(r for r in caplog.records if getattr(r, "event", "") == "uploader_restarted")
-    assert (restart.slot, restart.redelivered) == (0, 3)
-    assert "restarted uploader[0] and redelivered 3 message(s)" in restart.getMessage()
+    assert (restart.slot, restart.redelivered) == (0, 4)
+    assert "restarted uploader[0] and redelivered 4 message(s)" in restart.getMessage()
 
 
 def test_a_poison_message_is_spooled_after_three_crashes(store, spool, caplog) -> None:
@@ -112,10 +123,10 @@ def test_a_slot_crashing_too_often_is_given_up_and_its_messages_go_elsewhere(
 ) -> None:
     policy = RestartPolicy(max_restarts=1, period=60, backoff_base=0.01, poison_after=5)
     system = start(store, spool, workers=2, policy=policy)
-    # Slot 0: a payload crashing twice (restart once, then give up), with two queued behind it.
+    # Slot 0: a payload crashing twice (restart once, then give up), n2 in hand behind it.
     batch = payloads({"gate": "g", "crash_times": 2}, {"n": 1}, {"n": 2}, {"n": 3})
-    assert route(system, batch) == Routed(4)
-    wait_for(lambda: system.status().slots[0].depth == 1, timeout=5)
+    assert route(system, batch) == Routed(4)  # slot 0: the crasher and n2; slot 1: n1, n3
+    wait_for(lambda: store.entered == 3, timeout=5)
     store.gate("g").set()
 
     wait_for(lambda: len(store.saved) == 4, timeout=10)
@@ -151,7 +162,7 @@ def test_what_a_crash_during_shutdown_held_is_spooled(store, spool, caplog) -> N
     system = start(store, spool, workers=1)
     batch = payloads({"gate": "g", "boom": True}, {"n": 1}, {"n": 2})
     assert route(system, batch) == Routed(3)
-    wait_for(lambda: system.status().slots[0].depth == 2, timeout=5)
+    wait_for(lambda: store.entered == 1, timeout=5)
     threading.Timer(0.3, store.gate("g").set).start()  # crash once the drain has begun
     system.drain(timeout=5)
 
