@@ -12,6 +12,8 @@ setup(
         "waitress>=3.0.1,<4",
         "boto3>=1.36,<2",
         "orjson>=3.10,<4",
+        "prometheus_client>=0.20,<1",
+        "python-json-logger>=3.1,<5",
     ],
     extras_require={
         # The in-process S3-compatible store used when S3_BUCKET is unset (make run).
@@ -19,6 +21,9 @@ setup(
         "dev": [
             "moto[s3,server]>=5.0,<6",
             "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "jsonschema>=4.20,<5",
+            "openapi-spec-validator>=0.7,<1",
             "requests>=2.31,<3",
             "ruff>=0.6",
         ],

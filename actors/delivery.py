@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from actors.batching import Batch
 from actors.messages import Payload
+from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline
 from store import S3Object, StoreError
 
@@ -56,12 +57,14 @@ class Delivery:
         backoff: Backoff,
         deadline: Deadline,
         gzipped: bool = False,
+        observer: ActorObserver | None = None,
     ) -> None:
         self.store = store
         self.spool = spool
         self.backoff = backoff
         self.deadline = deadline
         self.gzipped = gzipped
+        self.observer = observer or NoActorObserver()
 
     def object_for(self, unit: Unit) -> S3Object:
         if isinstance(unit, Batch):
@@ -78,7 +81,15 @@ class Delivery:
 
     def deliver(self, unit: Unit, who: str) -> bool:
         """Store one unit; True if it landed, False if it went to the spool."""
-        landed = self._put_or_spool(self.object_for(unit), who)
+        obj = self.object_for(unit)
+        started = time.monotonic()
+        landed = self._put_or_spool(obj, who)
+        if landed:
+            self.observer.uploaded(
+                obj.payloads, time.monotonic() - started, isinstance(unit, Batch)
+            )
+        else:
+            self.observer.spooled(obj.payloads)
         settle([unit], landed=landed)
         return landed
 
@@ -86,7 +97,9 @@ class Delivery:
         """Write units straight to the spool (their keys fixed as ever) and settle receipts."""
         if not units:
             return
-        self.spool.write([self.object_for(u) for u in units], reason=reason)
+        objects = [self.object_for(u) for u in units]
+        self.spool.write(objects, reason=reason)
+        self.observer.spooled(sum(obj.payloads for obj in objects))
         settle(units, landed=False)
 
     def _put_or_spool(self, obj: S3Object, who: str) -> bool:
@@ -100,6 +113,7 @@ class Delivery:
                 self.store.put(obj)
                 return True
             except StoreError as error:
+                self.observer.upload_failed(error.retryable)
                 elapsed = time.monotonic() - started
                 delay = self.backoff.delay(attempt)
                 if not error.retryable:
@@ -112,6 +126,7 @@ class Delivery:
                 else:
                     log.debug("%s: attempt %d failed (%s)", who, attempt + 1, error.cause)
                     self.deadline.changed.wait(min(delay, self.deadline.remaining()))
+                    self.observer.upload_retried()
                     attempt += 1
                     continue
                 self.spool.write([obj], reason=f"{who}: {reason}")

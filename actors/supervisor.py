@@ -23,6 +23,7 @@ import pykka
 
 from actors.delivery import Unit, payloads_of
 from actors.messages import Crashed, Parcel, Redeliver, ReplaceSlot, Restart, Sync
+from actors.observer import ActorObserver, NoActorObserver
 from actors.uploader import counted_in, drain, units_in
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,10 @@ class SupervisorActor(pykka.ThreadingActor):
         workers: int,
         dead_letter: DeadLetter,
         policy: RestartPolicy,
+        observer: ActorObserver | None = None,
     ) -> None:
         super().__init__()
+        self._observer = observer or NoActorObserver()
         self._factory = factory
         self._workers = workers
         self._dead_letter = dead_letter
@@ -198,6 +201,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return  # already dealt with by a shutdown
         ref = self._factory(message.slot, self.actor_ref)
         ref.tell(Parcel(held, counted=False))
+        self._observer.restarted()
         self._set_slot(message.slot, ref)
         log.warning(
             "restarted uploader[%d] and redelivered %d message(s) to it",

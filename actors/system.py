@@ -17,6 +17,7 @@ from actors.batching import Batch, BatchLimits
 from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
 from actors.dispatcher import Dispatcher
 from actors.messages import Parcel, Payload, Status
+from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline
 from actors.router import RouterActor
 from actors.slots import SlotState, SlotTable
@@ -39,7 +40,9 @@ class ActorSystem:
         backoff: Backoff | None = None,
         restart_policy: RestartPolicy | None = None,
         batch_limits: BatchLimits | None = None,
+        observer: ActorObserver | None = None,
     ) -> None:
+        self._observer = observer or NoActorObserver()
         self._workers = workers
         self._max_queue = max_queue
         self._policy = restart_policy or RestartPolicy()
@@ -51,6 +54,7 @@ class ActorSystem:
             backoff=backoff or Backoff(),
             deadline=self.deadline,
             gzipped=self._limits.gzip,
+            observer=self._observer,
         )
         self._states = [SlotState() for _ in range(workers)]
         self.slots = SlotTable([], self._states, max_queue)
@@ -64,7 +68,7 @@ class ActorSystem:
 
     def start(self) -> pykka.ActorRef[Any]:
         self.supervisor = SupervisorActor.start(
-            self._new_uploader, self._workers, self.dead_letter, self._policy
+            self._new_uploader, self._workers, self.dead_letter, self._policy, self._observer
         )
         refs = self.supervisor.ask(CurrentSlots(), timeout=10)
         self.slots = SlotTable(refs, self._states, self._max_queue)

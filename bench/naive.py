@@ -8,6 +8,7 @@ one per thread), answer 200 at once. Nothing bounds the threads. Serve with
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -36,6 +37,8 @@ class NaivePayloads:
 
 
 def main() -> None:
+    # waitress warns once per queued request under load; that logging would slow it down.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3"))
     app = falcon.App()
     app.add_route("/payloads", NaivePayloads(client, os.environ["S3_BUCKET"]))

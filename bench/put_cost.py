@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.handlers import add_expect_header
 
-from store import S3Object, S3Store, make_s3_client
+from store import S3Object, S3Store, make_s3_client, open_s3
 from tests.support import free_port, wait_for
 
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
@@ -49,17 +49,29 @@ def tuned_client(endpoint: str, threads: int):  # type: ignore[no-untyped-def]
     )
 
 
+def direct_put(endpoint: str, threads: int) -> S3Store:
+    return open_s3(
+        bucket="bench",
+        prefix="cost/",
+        pool_size=threads,
+        endpoint_url=endpoint,
+        credentials=CREDENTIALS,
+        region="us-east-1",
+    )
+
+
 VARIANTS = (
     ("boto3 defaults", default_client),
     ("checksums when_required", checksums_when_required),
     ("no Expect: 100-continue", no_expect_header),
     ("mailroom (make_s3_client)", tuned_client),
+    ("mailroom S3_PUT=direct", direct_put),
 )
 
 
 def cpu_per_put(client, puts: int, threads: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Return (CPU microseconds per put, puts per second)."""
-    store = S3Store(client, "bench", "cost/")
+    store = client if isinstance(client, S3Store) else S3Store(client, "bench", "cost/")
     body = b'{"temperature": 21.5, "device": "sensor-0042", "ok": true}'
     for i in range(20):  # warm up: connections, botocore's lazy loading
         store.put(S3Object(f"cost/warm-{i}", body))

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 ACK_MODES = ("queued", "stored")
+LOG_FORMATS = ("json", "text")
+MAX_TOKEN_CHARS = 256
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -50,6 +52,9 @@ class Settings:
     batch_gzip: bool = False
     stored_ack_timeout: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "json"
+    ingest_tokens: tuple[str, ...] | None = None
+    channel_timeout: int = 30
 
     @property
     def uses_embedded_store(self) -> bool:
@@ -112,11 +117,20 @@ class Settings:
                 "STORED_ACK_TIMEOUT", d.stored_ack_timeout, minimum=0.1, maximum=300
             ),
             log_level=reader.choice("LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
+            log_format=reader.choice("LOG_FORMAT", d.log_format, LOG_FORMATS),
+            ingest_tokens=reader.tokens("INGEST_TOKENS"),
+            channel_timeout=reader.integer(
+                "CHANNEL_TIMEOUT", d.channel_timeout, minimum=1, maximum=3600
+            ),
         )
 
     def describe(self) -> dict[str, Any]:
-        """The effective settings, fit for a start-up log line (nothing here is secret)."""
-        return asdict(self)
+        """The effective settings, fit for a start-up log line: tokens are counted, not shown."""
+        shown = asdict(self)
+        shown["ingest_tokens"] = (
+            f"{len(self.ingest_tokens)} token(s)" if self.ingest_tokens else "unset: any token"
+        )
+        return shown
 
 
 class _Reader:
@@ -141,6 +155,19 @@ class _Reader:
             else (f"an integer from {minimum} to {maximum}")
         )
         return self._parse(name, default, allowed, _bounded_int(minimum, maximum))
+
+    def tokens(self, name: str) -> tuple[str, ...] | None:
+        """A comma-separated list of secrets; the error never echoes the value."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+        if not tokens or any(len(t) > MAX_TOKEN_CHARS for t in tokens):
+            raise ConfigError(
+                f"{name} is not valid: expected comma-separated tokens of 1 to "
+                f"{MAX_TOKEN_CHARS} characters (value not shown: it is secret)"
+            )
+        return tokens
 
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
         def parse(raw: str) -> float:

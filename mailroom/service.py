@@ -3,24 +3,26 @@
 Shutdown (Heroku sends SIGTERM, then SIGKILL 30 s later; waitress installs no handler): on the
 first SIGTERM or SIGINT every new POST is answered 503 with `Connection: close` for a short
 grace period, then the listening socket closes, requests in progress finish, the mailboxes
-drain to S3, and what cannot be uploaded before SHUTDOWN_TIMEOUT is spooled to disk. A second
-signal skips the grace period.
+drain to S3, and what cannot be uploaded before SHUTDOWN_TIMEOUT is spooled to disk
+(signal handling in `mailroom.signals`).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
+import os
 import threading
 import time
 from dataclasses import asdict
-from types import FrameType
 
 from actors import ActorSystem
 from actors.batching import BatchLimits
 from actors.retry import Backoff
 from actors.supervisor import RestartPolicy
 from config import Settings
+from mailroom.metrics import Metrics
+from mailroom.metrics import render as render_metrics
+from mailroom.signals import Stopping
 from mailroom.wiring import StoreHandle, open_spool, open_store
 from store.spool import DeadLetterSpool
 from web import create_app
@@ -28,10 +30,10 @@ from web.server import closing_connections_when, make_server
 
 log = logging.getLogger("mailroom")
 
-GRACE_SECONDS = 1.0
 
-
-def build_system(settings: Settings, handle: StoreHandle, spool: DeadLetterSpool) -> ActorSystem:
+def build_system(
+    settings: Settings, handle: StoreHandle, spool: DeadLetterSpool, metrics: Metrics
+) -> ActorSystem:
     return ActorSystem(
         handle.store,
         spool,
@@ -47,6 +49,7 @@ def build_system(settings: Settings, handle: StoreHandle, spool: DeadLetterSpool
             max_wait=settings.batch_max_wait_ms / 1000,
             gzip=settings.batch_gzip,
         ),
+        observer=metrics,
     )
 
 
@@ -58,20 +61,35 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     spool = open_spool(settings)
     spool.prepare()
     handle = open_store(settings, start_embedded=True)
-    system = build_system(settings, handle, spool)
+    metrics = Metrics()
+    system = build_system(settings, handle, spool, metrics)
     system.start()
     draining = threading.Event()
-    stopping = _Stopping(draining)
+    stopping = Stopping(draining)
+    metrics.sample_every(1.0, lambda: _gauges(system, spool))
     try:
-        app = create_app(system.dispatcher(), settings, draining)
+        app = create_app(
+            system.dispatcher(),
+            settings,
+            draining,
+            health=lambda: _health(system, spool, draining),
+            metrics=render_metrics,
+            observer=metrics,
+        )
         server = make_server(
             closing_connections_when(draining, app),
             port=settings.port,
             threads=settings.web_threads,
+            channel_timeout=settings.channel_timeout,
             reuse_port=worker is not None,
         )
         stopping.install()
         log.info("settings: %s", settings.describe(), extra={"event": "settings"})
+        if not settings.ingest_tokens:
+            log.warning(
+                "INGEST_TOKENS is not set: any token is accepted",
+                extra={"event": "auth_disabled"},
+            )
         log.info(
             "%sserving POST /payloads on port %d (ACK_MODE=%s); objects go to %s; spool in %s",
             "" if worker is None else f"worker {worker}: ",
@@ -95,53 +113,6 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     return 0
 
 
-class _Stopping:
-    """Signal handling: the first signal starts the grace period; SIGALRM ends it.
-
-    Heroku may deliver SIGTERM to every process of a dyno (and a parent passes it on), so a
-    repeated SIGTERM changes nothing; a second Ctrl-C (SIGINT) skips the grace period. Once
-    the server has stopped, signals are only logged: nothing may interrupt the drain.
-    """
-
-    def __init__(self, draining: threading.Event) -> None:
-        self._draining = draining
-        self.since: float | None = None
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGALRM, self._leave)
-
-    def disarm(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-            signal.signal(signum, self._ignore)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.since is not None:
-            if signum == signal.SIGINT:
-                log.warning("received SIGINT again: skipping the grace period")
-                raise SystemExit(0)
-            log.info("received %s again: already shutting down", name)
-            return
-        self.since = time.monotonic()
-        self._draining.set()
-        log.info(
-            "received %s: answering 503 for %.1fs, then draining",
-            name,
-            GRACE_SECONDS,
-            extra={"event": "shutdown_requested", "signal": name},
-        )
-        signal.setitimer(signal.ITIMER_REAL, GRACE_SECONDS)
-
-    def _leave(self, signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)  # waitress's run() catches it and finishes requests in progress
-
-    def _ignore(self, signum: int, frame: FrameType | None) -> None:
-        log.info("received %s while draining: carrying on", signal.Signals(signum).name)
-
-
 def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
     """Upload what an earlier run spooled, without delaying the start."""
     if not spool.files():
@@ -158,3 +129,27 @@ def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
         )
 
     threading.Thread(target=replay, name="spool-replay", daemon=True).start()
+
+
+def _health(system: ActorSystem, spool: DeadLetterSpool, draining: threading.Event) -> dict:
+    status = system.status()
+    files, size = spool.footprint()
+    return {
+        "draining": draining.is_set(),
+        "slots_alive": sum(slot.alive for slot in status.slots),
+        "slots": [{"slot": s.slot, "alive": s.alive, "depth": s.depth} for s in status.slots],
+        "spool": {"files": files, "bytes": size},
+        "pid": os.getpid(),
+    }
+
+
+def _gauges(system: ActorSystem, spool: DeadLetterSpool) -> dict:
+    """Read in this process, without asking the router (cheap enough every second)."""
+    table = system.slots
+    files, size = spool.footprint()
+    return {
+        "depths": [table.depth(slot) for slot in range(len(table))],
+        "slots_alive": sum(ref is not None and ref.is_alive() for ref in table.refs),
+        "spool_files": files,
+        "spool_bytes": size,
+    }

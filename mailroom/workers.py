@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from types import FrameType
 
 from config import Settings
+from mailroom.metrics import MULTIPROC_ENV
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
 
 log = logging.getLogger("mailroom.workers")
@@ -42,6 +44,8 @@ class WorkerPool:
     def run(self) -> int:
         if self._settings.uses_embedded_store:
             self._share_embedded_store()
+        metrics_dir = tempfile.TemporaryDirectory(prefix="mailroom-metrics-")
+        self._env[MULTIPROC_ENV] = metrics_dir.name  # one /metrics for all children
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info(
@@ -57,6 +61,7 @@ class WorkerPool:
         finally:
             if self._embedded is not None:
                 self._embedded.stop()
+            metrics_dir.cleanup()
 
     def _share_embedded_store(self) -> None:
         """One embedded store for all children, started here, so they all write to it."""
@@ -101,6 +106,7 @@ class WorkerPool:
                 if code is None:
                     continue
                 lived = time.monotonic() - self._started[index]
+                self._mark_dead(child.pid)
                 quick = self._quick_exits[index] = (
                     self._quick_exits.get(index, 0) + 1 if lived < QUICK_EXIT_SECONDS else 0
                 )
@@ -124,6 +130,12 @@ class WorkerPool:
                     return 1
                 self._spawn(index)
         return self._stop_children()
+
+    def _mark_dead(self, pid: int) -> None:
+        """Its live gauges (mailbox depths) must stop counting in /metrics."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self._env[MULTIPROC_ENV])
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping.is_set():

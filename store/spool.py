@@ -90,6 +90,17 @@ class DeadLetterSpool:
             return []
         return sorted(self.directory.glob(f"*{SUFFIX}"))
 
+    def footprint(self) -> tuple[int, int]:
+        """Files and bytes waiting in the spool, from the directory alone (cheap)."""
+        files = self.files()
+        total = 0
+        for path in files:
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+        return len(files), total
+
     def size(self) -> tuple[int, int]:
         """Objects and payloads waiting in the spool (read from disk)."""
         objects = payloads = 0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+MAX_VERSION_CHARS = 64
+MAX_TOKEN_CHARS = 256
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 class InvalidCollection(ValueError):
@@ -35,7 +40,15 @@ def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
     if not isinstance(document, dict):
         raise InvalidCollection("body", "must be a JSON object")
     version = _required_string(document, "version")
+    if len(version) > MAX_VERSION_CHARS or not VERSION.fullmatch(version):
+        raise InvalidCollection(
+            "version",
+            f"must be 1 to {MAX_VERSION_CHARS} characters of letters, digits and . _ + - "
+            "(starting with a letter or digit)",
+        )
     token = _required_string(document, "token")
+    if not 0 < len(token) <= MAX_TOKEN_CHARS:
+        raise InvalidCollection("token", f"must be 1 to {MAX_TOKEN_CHARS} characters")
     data = document.get("data")
     if "data" not in document:
         raise InvalidCollection("data", "is required")

@@ -9,8 +9,10 @@ import falcon
 
 from actors import Outcome, Refused
 from config import Settings
+from web.auth import TokenCheck
 from web.collection import InvalidCollection, parse_collection
 from web.errors import JSONError
+from web.observer import HttpObserver
 
 JSON_TYPES = ("application/json",)
 
@@ -24,9 +26,17 @@ class Submitter(Protocol):
 
 
 class PayloadsResource:
-    def __init__(self, submitter: Submitter, settings: Settings, draining: threading.Event) -> None:
+    def __init__(
+        self,
+        submitter: Submitter,
+        settings: Settings,
+        draining: threading.Event,
+        observer: HttpObserver,
+    ) -> None:
         self._submitter = submitter
         self._draining = draining
+        self._observer = observer
+        self._tokens = TokenCheck(settings.ingest_tokens)
         self._max_body = settings.max_body_bytes
         self._max_payloads = settings.max_payloads_per_request
         self._retry_after = str(settings.retry_after_seconds)
@@ -54,17 +64,22 @@ class PayloadsResource:
             raise JSONError(
                 falcon.HTTP_400, "invalid_collection", str(error), field=error.field
             ) from None
+        if not self._tokens.accepts(collection.token):
+            raise JSONError(falcon.HTTP_401, "unauthorized", "token: not accepted")
         try:
             if self._wait_stored is None:
                 accepted = self._submitter.submit(collection.version, collection.data)
+                self._observer.payloads_accepted(accepted)
                 resp.status = falcon.HTTP_202
                 resp.media = {"accepted": accepted}
             else:
                 outcome = self._submitter.submit_and_wait(
                     collection.version, collection.data, self._wait_stored
                 )
+                self._observer.payloads_accepted(outcome.accepted)
                 self._answer_stored(resp, outcome)
         except Refused as refusal:
+            self._observer.payloads_refused(len(collection.data))
             raise JSONError(
                 falcon.HTTP_503,
                 "overloaded",

@@ -14,13 +14,21 @@ BACKLOG = 2048
 
 
 def make_server(
-    app: Any, *, port: int, threads: int, host: str = "0.0.0.0", reuse_port: bool = False
+    app: Any,
+    *,
+    port: int,
+    threads: int,
+    channel_timeout: int = 30,
+    host: str = "0.0.0.0",
+    reuse_port: bool = False,
 ) -> Any:
     """A waitress server that queues bursts quietly instead of warning once per request.
 
     The connection limit and backlog are far above waitress's defaults (100 and 1024) so a
     burst of clients is queued by the kernel or served, never left hanging unanswered. With
     `reuse_port`, several processes listen on the same port and the kernel balances them.
+    waitress reads whole requests in its I/O thread before a worker thread sees them, so a
+    slow client cannot pin a thread; `channel_timeout` closes connections idle that long.
     """
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     placement: dict[str, Any] = {"host": host, "port": port}
@@ -31,8 +39,8 @@ def make_server(
         threads=threads,
         connection_limit=2000,
         backlog=BACKLOG,
-        channel_timeout=30,
-        cleanup_interval=10,
+        channel_timeout=channel_timeout,
+        cleanup_interval=max(1, min(10, channel_timeout // 2)),
         asyncore_use_poll=True,
         ident="mailroom",
         clear_untrusted_proxy_headers=True,

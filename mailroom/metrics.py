@@ -1,0 +1,138 @@
+"""Prometheus metrics, correct across WEB_CONCURRENCY processes (prometheus_client multiprocess).
+
+With several serving processes, the parent gives them one PROMETHEUS_MULTIPROC_DIR; each writes
+its values there and any of them renders the sum for `GET /metrics`. Gauges that describe
+one process (mailbox depth) are summed over live processes; the spool, shared by all, is the
+largest reading. Nothing here is labelled with a token, a version or any client input.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Metrics:
+    """Every metric of one process; implements the web's and the actors' observer protocols."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "mailroom_http_requests_total", "HTTP answers", ["method", "route", "status"]
+        )
+        self.accepted = Counter("mailroom_payloads_accepted_total", "Payloads accepted")
+        self.refused = Counter("mailroom_payloads_refused_total", "Payloads refused with 503")
+        self.depth = Gauge(
+            "mailroom_mailbox_depth",
+            "Payloads waiting in each uploader mailbox",
+            ["slot"],
+            multiprocess_mode="livesum",
+        )
+        self.slots_alive = Gauge(
+            "mailroom_uploader_slots_alive", "Uploader slots running", multiprocess_mode="livesum"
+        )
+        self.uploads = Counter("mailroom_uploads_total", "Objects stored in S3", ["kind"])
+        self.uploaded_payloads = Counter(
+            "mailroom_uploaded_payloads_total", "Payloads stored in S3"
+        )
+        self.failures = Counter("mailroom_upload_failures_total", "Failed S3 puts", ["retryable"])
+        self.retries = Counter("mailroom_upload_retries_total", "S3 puts retried")
+        self.latency = Histogram(
+            "mailroom_upload_seconds",
+            "Time to store one object, retries included",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_size = Histogram(
+            "mailroom_batch_payloads",
+            "Payloads per stored batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+        )
+        self.spooled_payloads = Counter(
+            "mailroom_spooled_payloads_total", "Payloads written to the dead-letter spool"
+        )
+        self.spool_bytes = Gauge(
+            "mailroom_spool_bytes", "Bytes waiting in the spool", multiprocess_mode="max"
+        )
+        self.spool_files = Gauge(
+            "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="max"
+        )
+        self.restarts = Counter("mailroom_supervisor_restarts_total", "Uploader restarts")
+
+    # web observer
+    def request_done(self, method: str, route: str, status: int) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+
+    def payloads_accepted(self, count: int) -> None:
+        self.accepted.inc(count)
+
+    def payloads_refused(self, count: int) -> None:
+        self.refused.inc(count)
+
+    # actor observer
+    def uploaded(self, payloads: int, seconds: float, batched: bool) -> None:
+        self.uploads.labels("batch" if batched else "payload").inc()
+        self.uploaded_payloads.inc(payloads)
+        self.latency.observe(seconds)
+        if batched:
+            self.batch_size.observe(payloads)
+
+    def upload_failed(self, retryable: bool) -> None:
+        self.failures.labels(str(retryable).lower()).inc()
+
+    def upload_retried(self) -> None:
+        self.retries.inc()
+
+    def spooled(self, payloads: int) -> None:
+        self.spooled_payloads.inc(payloads)
+
+    def restarted(self) -> None:
+        self.restarts.inc()
+
+    def sample_every(self, seconds: float, read: Callable[[], dict]) -> threading.Thread:
+        """Refresh the gauges from `read()` (depths, slots, spool) in a daemon thread."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    state = read()
+                    for slot, depth in enumerate(state["depths"]):
+                        self.depth.labels(str(slot)).set(depth)
+                    self.slots_alive.set(state["slots_alive"])
+                    self.spool_files.set(state["spool_files"])
+                    self.spool_bytes.set(state["spool_bytes"])
+                except Exception:  # a failed reading must not end the sampling
+                    pass
+                stop.wait(seconds)
+
+        stop = threading.Event()
+        thread = threading.Thread(target=loop, name="metrics-sampler", daemon=True)
+        thread.start()
+        return thread
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: every process's values when multiprocess, else this one's."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def process_died(pid: int) -> None:
+    """Drop a dead child's live gauges (called by the parent of a WorkerPool)."""
+    if os.environ.get(MULTIPROC_ENV):
+        prometheus_multiprocess.mark_process_dead(pid)

@@ -1,0 +1,212 @@
+"""`GET /openapi.json`: the HTTP contract as OpenAPI 3.1, with this instance's limits filled in.
+
+Tests check real answers against these schemas, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from config import Settings
+from web.collection import MAX_TOKEN_CHARS, MAX_VERSION_CHARS, VERSION
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry_after:
+        answer["headers"] = {
+            "Retry-After": {"schema": {"type": "string"}, "description": "seconds to wait"}
+        }
+    return answer
+
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    request_id = {"$ref": "#/components/parameters/RequestId"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailroom",
+            "version": "1.0",
+            "description": "Collections of payloads in; every payload into S3.",
+        },
+        "paths": {
+            "/payloads": {
+                "post": {
+                    "summary": "Accept a collection of payloads, whole or not at all",
+                    "parameters": [request_id],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Collection"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "every payload is in an uploader's mailbox",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Accepted"}
+                                }
+                            },
+                        },
+                        "200": {
+                            "description": "ACK_MODE=stored: every payload is in S3",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Stored"}
+                                }
+                            },
+                        },
+                        "400": _error("the body is not a valid collection; `field` says where"),
+                        "401": _error("the token is not accepted"),
+                        "413": _error("the body is larger than MAX_BODY_BYTES"),
+                        "415": _error("the Content-Type is not application/json"),
+                        "503": _error(
+                            "refused whole (full, no uploader, shutting down), or with "
+                            "ACK_MODE=stored accepted but not yet confirmed in S3",
+                            retry_after=True,
+                        ),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and load of this instance",
+                    "responses": {
+                        "200": {
+                            "description": "serving",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Health"}
+                                }
+                            },
+                        },
+                        "503": {
+                            "description": "draining, or no uploader slot left",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Health"}
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, all processes of this instance",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "parameters": {
+                "RequestId": {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "kept if 1-128 plain characters, else replaced; echoed back",
+                    "schema": {"type": "string"},
+                }
+            },
+            "schemas": {
+                "Collection": {
+                    "type": "object",
+                    "required": ["version", "token", "data"],
+                    "properties": {
+                        "version": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_VERSION_CHARS,
+                            "pattern": f"^{VERSION.pattern}$",
+                        },
+                        "token": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS},
+                        "data": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": settings.max_payloads_per_request,
+                            "items": {"type": "object"},
+                        },
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "required": ["accepted"],
+                    "properties": {"accepted": {"type": "integer", "minimum": 1}},
+                    "additionalProperties": False,
+                },
+                "Stored": {
+                    "type": "object",
+                    "required": ["accepted", "stored"],
+                    "properties": {
+                        "accepted": {"type": "integer", "minimum": 1},
+                        "stored": {"type": "integer", "minimum": 1},
+                    },
+                    "additionalProperties": False,
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                        "accepted": {"type": "integer"},
+                        "stored": {"type": "integer"},
+                        "spooled": {"type": "integer"},
+                    },
+                    "additionalProperties": False,
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "draining", "slots_alive", "slots", "spool"],
+                    "properties": {
+                        "status": {"enum": ["ok", "unavailable"]},
+                        "draining": {"type": "boolean"},
+                        "slots_alive": {"type": "integer", "minimum": 0},
+                        "slots": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["slot", "alive", "depth"],
+                                "properties": {
+                                    "slot": {"type": "integer"},
+                                    "alive": {"type": "boolean"},
+                                    "depth": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                        },
+                        "spool": {
+                            "type": "object",
+                            "required": ["files", "bytes"],
+                            "properties": {
+                                "files": {"type": "integer", "minimum": 0},
+                                "bytes": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "pid": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    }
+
+
+class OpenAPIResource:
+    def __init__(self, settings: Settings) -> None:
+        self._document = build_openapi(settings)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._document
