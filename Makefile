@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint install clean bench
 
+run: export LOG_FORMAT ?= text
 run: $(STAMP)
 	$(BIN)/mailroom serve
 

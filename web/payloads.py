@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Protocol
 
@@ -13,6 +14,8 @@ from web.auth import TokenCheck
 from web.collection import InvalidCollection, parse_collection
 from web.errors import JSONError
 from web.observer import HttpObserver
+
+log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
 
@@ -65,6 +68,7 @@ class PayloadsResource:
                 falcon.HTTP_400, "invalid_collection", str(error), field=error.field
             ) from None
         if not self._tokens.accepts(collection.token):
+            log.debug("refused a collection: its token is not accepted")
             raise JSONError(falcon.HTTP_401, "unauthorized", "token: not accepted")
         try:
             if self._wait_stored is None:
@@ -79,6 +83,7 @@ class PayloadsResource:
                 self._observer.payloads_accepted(outcome.accepted)
                 self._answer_stored(resp, outcome)
         except Refused as refusal:
+            log.debug("refused a collection of %d: %s", len(collection.data), refusal)
             self._observer.payloads_refused(len(collection.data))
             raise JSONError(
                 falcon.HTTP_503,

@@ -1,0 +1,156 @@
+"""The running service as an operator sees it: metrics, logs, health, idle clients."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import requests
+
+from bench.s3sink import S3Sink
+from tests.support import ServiceProcess, post_collections, sink_env, wait_for
+
+SECRET = "tok-Zq81-very-secret"
+
+
+@pytest.fixture
+def sink() -> Iterator[S3Sink]:
+    server = S3Sink(latency_ms=1).serve_in_thread()
+    yield server
+    server.stop()
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text (0 if absent)."""
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
+    found = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def json_lines(log: str) -> list[dict]:
+    return [orjson.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+def test_metrics_add_up_across_processes(sink, tmp_path) -> None:
+    env = sink_env(sink, tmp_path / "spool", WEB_CONCURRENCY="2", INGEST_TOKENS=SECRET)
+    service = ServiceProcess(env).start()
+    try:
+        wait_for(lambda: service.log().count("serving POST") == 2, timeout=20)
+        body = {"version": "1", "token": SECRET, "data": [{"n": 1}, {"n": 2}]}
+        with requests.Session() as http:
+            for _ in range(30):  # fresh connections too, so both processes answer
+                assert http.post(service.url + "/payloads", json=body, timeout=5).ok
+                assert requests.post(service.url + "/payloads", json=body, timeout=5).ok
+        wait_for(lambda: sink.payload_count() == 120, timeout=20)
+
+        def scraped() -> str:
+            text = requests.get(service.url + "/metrics", timeout=5).text
+            return text if metric(text, "mailroom_uploaded_payloads_total") == 120 else ""
+
+        text = wait_for(scraped, timeout=10, interval=0.2)
+        assert metric(text, "mailroom_payloads_accepted_total") == 120
+        assert (
+            metric(
+                text, "mailroom_http_requests_total", 'method="POST",route="/payloads",status="202"'
+            )
+            == 60
+        )
+        assert metric(text, "mailroom_uploads_total", 'kind="payload"') == 120
+        assert metric(text, "mailroom_upload_seconds_count") == 120
+        assert 'mailroom_mailbox_depth{slot="0"}' in text
+        assert metric(text, "mailroom_uploader_slots_alive") == 16  # 8 in each process
+        assert "mailroom_supervisor_restarts_total" in text
+        assert "mailroom_spool_bytes" in text
+        assert SECRET not in text
+        names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+        assert all(n.startswith("mailroom_") for n in names if n), names
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+
+
+def test_logs_are_json_carry_request_ids_and_never_a_token(sink, tmp_path) -> None:
+    env = sink_env(sink, tmp_path / "spool", INGEST_TOKENS=SECRET, LOG_LEVEL="DEBUG")
+    env.pop("LOG_FORMAT", None)
+    service = ServiceProcess(env).start()
+    try:
+        answer = requests.post(
+            service.url + "/payloads",
+            json={"version": "1", "token": "wrong-" + SECRET, "data": [{"n": 1}]},
+            headers={"X-Request-ID": "req-4711"},
+            timeout=5,
+        )
+        assert answer.status_code == 401
+        assert answer.headers["X-Request-ID"] == "req-4711"
+        ok = post_collections(service.url, [[{"n": i}] for i in range(5)])
+        assert {status for status, _ in ok} == {401}  # post_collections sends token "t"
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    records = json_lines(log)
+    assert len(records) == len([line for line in log.splitlines() if line.strip()])
+    assert {"time", "level", "logger", "message", "process"} <= set(records[0])
+    refused = [r for r in records if r.get("request_id") == "req-4711"]
+    assert refused and "token is not accepted" in refused[0]["message"]
+    settings = next(r for r in records if r.get("event") == "settings")
+    assert "1 token(s)" in settings["message"]
+    assert SECRET not in log
+
+
+def test_without_ingest_tokens_the_start_warns(sink, tmp_path) -> None:
+    service = ServiceProcess(sink_env(sink, tmp_path / "spool")).start()
+    code, log = service.stop()
+    assert code == 0
+    warning = next(r for r in json_lines(log) if r.get("event") == "auth_disabled")
+    assert warning["level"] == "WARNING"
+    assert "any token is accepted" in warning["message"]
+
+
+def test_healthz_of_the_running_service(sink, tmp_path) -> None:
+    service = ServiceProcess(sink_env(sink, tmp_path / "spool", MAX_WORKERS="3")).start()
+    try:
+        answer = requests.get(service.url + "/healthz", timeout=5)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["status"], body["draining"], body["slots_alive"]) == ("ok", False, 3)
+        assert [s["slot"] for s in body["slots"]] == [0, 1, 2]
+        assert body["spool"] == {"files": 0, "bytes": 0}
+    finally:
+        service.stop()
+
+
+def test_idle_and_slow_clients_cannot_pin_the_service(sink, tmp_path) -> None:
+    env = sink_env(sink, tmp_path / "spool", CHANNEL_TIMEOUT="2", WEB_THREADS="2")
+    service = ServiceProcess(env).start()
+    idle: list[socket.socket] = []
+    try:
+        for i in range(40):  # more connections than threads, each sending half a request
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            sock.sendall(b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            if i % 2:
+                sock.sendall(b'"version"')
+            idle.append(sock)
+        started = time.monotonic()
+        answer = requests.post(
+            service.url + "/payloads",
+            json={"version": "1", "token": "t", "data": [{"n": 1}]},
+            timeout=5,
+        )
+        assert answer.status_code == 202
+        assert time.monotonic() - started < 2  # served while the idle ones hang
+        closed = 0
+        for sock in idle:
+            sock.settimeout(15)
+            try:
+                closed += sock.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed == len(idle)  # channel_timeout closed every idle connection
+    finally:
+        for sock in idle:
+            sock.close()
+        service.stop()
