@@ -8,6 +8,7 @@ import pykka
 import pytest
 from moto.server import ThreadedMotoServer
 
+from bench.s3sink import S3Sink
 from tests.support import free_port
 
 MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -39,3 +40,11 @@ def _stop_all_actors() -> Iterator[None]:
     """Like pykka's own tests: whatever a test started is stopped afterwards."""
     yield
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
+
+
+@pytest.fixture
+def sink() -> Iterator[S3Sink]:
+    """The fast S3 stand-in on loopback (2 ms per PUT); tests change its latency and faults."""
+    server = S3Sink(latency_ms=2).serve_in_thread()
+    yield server
+    server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import MOTO_CREDENTIALS
-from tests.support import ServiceProcess, wait_for
+from tests.support import ROOT, ServiceProcess, free_port, wait_for
 
 CLIENTS = 8
 COLLECTIONS_PER_CLIENT = 20
@@ -121,8 +123,6 @@ def test_the_service_answers_bad_input_and_stays_up(service) -> None:
 
 
 def test_with_no_s3_settings_it_serves_into_the_embedded_store() -> None:
-    from tests.support import ROOT, free_port
-
     s3_port = str(free_port())
     env = {"EMBEDDED_S3_PORT": s3_port, "S3_BUCKET": "", "AWS_ENDPOINT_URL_S3": ""}
     process = ServiceProcess(env).start()
@@ -135,9 +135,6 @@ def test_with_no_s3_settings_it_serves_into_the_embedded_store() -> None:
         assert answer.status_code == 202
 
         def listed() -> str:
-            import subprocess
-            import sys
-
             result = subprocess.run(
                 [sys.executable, "-m", "mailroom", "list"],
                 cwd=ROOT,

@@ -5,23 +5,13 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterator
 
 import orjson
-import pytest
 import requests
 
-from bench.s3sink import S3Sink
 from tests.support import ServiceProcess, post_collections, sink_env, wait_for
 
 SECRET = "tok-Zq81-very-secret"
-
-
-@pytest.fixture
-def sink() -> Iterator[S3Sink]:
-    server = S3Sink(latency_ms=1).serve_in_thread()
-    yield server
-    server.stop()
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

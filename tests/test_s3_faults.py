@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
 from bench.s3sink import S3Sink
 from tests.support import ServiceProcess, post_collections, sink_env, wait_for
-
-
-@pytest.fixture
-def sink() -> Iterator[S3Sink]:
-    server = S3Sink(latency_ms=2).serve_in_thread()
-    yield server
-    server.stop()
 
 
 def landed_documents(sink: S3Sink) -> list[dict]:

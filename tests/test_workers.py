@@ -5,20 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bench.s3sink import S3Sink
 from tests.support import ServiceProcess, post_collections, sink_env, wait_for
-
-
-@pytest.fixture
-def sink() -> Iterator[S3Sink]:
-    server = S3Sink(latency_ms=1).serve_in_thread()
-    yield server
-    server.stop()
 
 
 def children(pid: int) -> list[int]:

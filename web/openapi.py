@@ -14,15 +14,19 @@ from web.collection import MAX_TOKEN_CHARS, MAX_VERSION_CHARS, VERSION
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+    answer = _json(description, "Error")
     if retry_after:
         answer["headers"] = {
             "Retry-After": {"schema": {"type": "string"}, "description": "seconds to wait"}
         }
     return answer
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
 
 
 def build_openapi(settings: Settings) -> dict[str, Any]:
@@ -48,22 +52,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "202": {
-                            "description": "every payload is in an uploader's mailbox",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Accepted"}
-                                }
-                            },
-                        },
-                        "200": {
-                            "description": "ACK_MODE=stored: every payload is in S3",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Stored"}
-                                }
-                            },
-                        },
+                        "202": _json("every payload is in an uploader's mailbox", "Accepted"),
+                        "200": _json("ACK_MODE=stored: every payload is in S3", "Stored"),
                         "400": _error("the body is not a valid collection; `field` says where"),
                         "401": _error("the token is not accepted"),
                         "413": _error("the body is larger than MAX_BODY_BYTES"),
@@ -80,22 +70,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "get": {
                     "summary": "Liveness and load of this instance",
                     "responses": {
-                        "200": {
-                            "description": "serving",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Health"}
-                                }
-                            },
-                        },
-                        "503": {
-                            "description": "draining, or no uploader slot left",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Health"}
-                                }
-                            },
-                        },
+                        "200": _json("serving", "Health"),
+                        "503": _json("draining, or no uploader slot left", "Health"),
                     },
                 }
             },
