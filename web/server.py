@@ -43,7 +43,9 @@ def make_server(
         cleanup_interval=max(1, min(10, channel_timeout // 2)),
         asyncore_use_poll=True,
         ident="mailroom",
-        clear_untrusted_proxy_headers=True,
+        # No proxy is trusted and no X-Forwarded-* header is read, so skip waitress's
+        # per-request pass over the headers to strip them.
+        clear_untrusted_proxy_headers=False,
         **placement,
     )
 
