@@ -164,3 +164,20 @@ class Restart:
 
     slot: int
     units: list[Any]  # Payloads and Batches
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRouter:
+    """Tell the supervisor which router to keep informed of slot changes."""
+
+    router: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentSlots:
+    """Ask for the uploader in each slot (None where the slot was given up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShutDown:
+    """No more restarts: spool what is held and what later crashes hand over."""

@@ -1,4 +1,5 @@
-"""How long to wait between attempts: exponential backoff with full jitter, within a budget."""
+"""How long to wait: between S3 attempts (backoff with full jitter, within a budget), between
+restarts of a crashing uploader (OTP-style intensity and period), and until shutdown."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ class Deadline:
 
     def remaining(self) -> float:
         return max(self.at - time.monotonic(), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """At most `max_restarts` per slot within `period` s, each after a doubling backoff;
+    a message that crashed `poison_after` uploaders is not redelivered again."""
+
+    max_restarts: int = 5
+    period: float = 60.0
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+    poison_after: int = 3
+
+    def backoff(self, recent_restarts: int) -> float:
+        return min(self.backoff_cap, self.backoff_base * 2 ** max(recent_restarts - 1, 0))

@@ -16,47 +16,30 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from actors.delivery import Unit, payloads_of
-from actors.messages import Crashed, Parcel, Redeliver, ReplaceSlot, Restart, Sync
+from actors.messages import (
+    AttachRouter,
+    Crashed,
+    CurrentSlots,
+    Parcel,
+    Redeliver,
+    ReplaceSlot,
+    Restart,
+    ShutDown,
+    Sync,
+)
 from actors.observer import ActorObserver, NoActorObserver
+from actors.retry import RestartPolicy
 from actors.uploader import counted_in, drain, units_in
 
 log = logging.getLogger(__name__)
 
 UploaderFactory = Callable[[int, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
 DeadLetter = Callable[[list[Unit], str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    max_restarts: int = 5
-    period: float = 60.0
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
-    poison_after: int = 3
-
-    def backoff(self, recent_restarts: int) -> float:
-        return min(self.backoff_cap, self.backoff_base * 2 ** max(recent_restarts - 1, 0))
-
-
-@dataclass(frozen=True, slots=True)
-class AttachRouter:
-    router: pykka.ActorRef[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentSlots:
-    """Ask for the uploader in each slot (None where the slot was given up)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ShutDown:
-    """No more restarts: spool what is held and what later crashes hand over."""
 
 
 class SupervisorActor(pykka.ThreadingActor):

@@ -16,12 +16,12 @@ import pykka
 from actors.batching import Batch, BatchLimits
 from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
 from actors.dispatcher import Dispatcher
-from actors.messages import Parcel, Payload, Status
+from actors.messages import AttachRouter, CurrentSlots, Parcel, Payload, ShutDown, Status
 from actors.observer import ActorObserver, NoActorObserver
-from actors.retry import Backoff, Deadline
+from actors.retry import Backoff, Deadline, RestartPolicy
 from actors.router import RouterActor
 from actors.slots import SlotState, SlotTable
-from actors.supervisor import AttachRouter, CurrentSlots, RestartPolicy, ShutDown, SupervisorActor
+from actors.supervisor import SupervisorActor
 from actors.uploader import UploaderActor, drain, units_in
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,7 @@ from dataclasses import asdict
 
 from actors import ActorSystem
 from actors.batching import BatchLimits
-from actors.retry import Backoff
-from actors.supervisor import RestartPolicy
+from actors.retry import Backoff, RestartPolicy
 from config import Settings
 from mailroom.metrics import Metrics
 from mailroom.metrics import render as render_metrics

@@ -14,7 +14,7 @@ import pytest
 from actors import ActorSystem, Payload
 from actors.batching import BatchLimits
 from actors.messages import Route, Routed
-from actors.supervisor import RestartPolicy
+from actors.retry import RestartPolicy
 from store import S3Object, S3Store
 from store.spool import DeadLetterSpool
 from tests.support import RecordingStore, wait_for

@@ -13,7 +13,7 @@ import pytest
 
 from actors import ActorSystem, Dispatcher, Payload, Refused
 from actors.messages import Route, Routed
-from actors.supervisor import RestartPolicy
+from actors.retry import RestartPolicy
 from store.spool import DeadLetterSpool
 from tests.support import GatedStore, wait_for
 
