@@ -69,7 +69,7 @@ class Dispatcher:
     def _place(self, version: str, documents: Sequence[Any], receipt: Receipt | None) -> int:
         # Overloaded: refuse here, in the caller's thread, rather than after two thread
         # switches through the router. The router still decides whenever there may be room.
-        if self._slots is not None and self._slots.total_room() < len(documents):
+        if self._slots is not None and self._slots.rough_room() < len(documents):
             raise Refused(MAILBOXES_FULL if self._slots.any_alive() else NO_UPLOADER)
         received_at = self._clock()
         payloads = [Payload(new_id(), version, received_at, d, 0, receipt) for d in documents]

@@ -75,6 +75,18 @@ class SlotTable:
     def total_room(self) -> int:
         return sum(self.room(slot) for slot in range(len(self.refs)))
 
+    def rough_room(self) -> int:
+        """Room in the slots not given up, without asking which uploaders are alive.
+
+        Cheap enough for every request; an over-estimate only during the moment an uploader
+        is dead and not yet replaced, and then the router, which checks, refuses.
+        """
+        free = 0
+        for ref, state in zip(self.refs, self.states, strict=True):
+            if ref is not None:
+                free += max(self.max_queue - state.queued.value, 0)
+        return free
+
     def any_alive(self) -> bool:
         return any(ref is not None and ref.is_alive() for ref in self.refs)
 
