@@ -12,6 +12,8 @@ from typing import Any
 
 import pykka
 
+from actors.batching import Batch
+
 
 class Gauge:
     """A counter several threads may change (`+=` on an attribute is not atomic)."""
@@ -96,4 +98,4 @@ class SlotTable:
 
 def weight(units: list[Any]) -> int:
     """Payloads in these units: one per payload, all of a batch's."""
-    return sum(len(unit.payloads) if hasattr(unit, "lines") else 1 for unit in units)
+    return sum(len(unit.payloads) if isinstance(unit, Batch) else 1 for unit in units)
