@@ -74,9 +74,6 @@ class SlotTable:
             return 0
         return max(self.max_queue - self.states[slot].queued.value, 0)
 
-    def total_room(self) -> int:
-        return sum(self.room(slot) for slot in range(len(self.refs)))
-
     def rough_room(self) -> int:
         """Room in the slots not given up, without asking which uploaders are alive.
 

@@ -34,7 +34,7 @@ from actors.messages import (
 )
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import RestartPolicy
-from actors.uploader import counted_in, drain, units_in
+from actors.uploader import counted_in, drain, everything_in, units_in
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,9 @@ class SupervisorActor(pykka.ThreadingActor):
             except Exception:
                 # A bug here must not lose the crashed uploader's messages: keep them on disk.
                 log.exception("supervisor failed to handle %s's crash; spooling", message.actor)
-                rest = units_in(drain(message.inbox))
+                units = everything_in(message)
                 message.handed_over.set()
-                held = [message.in_flight] if message.in_flight is not None else []
-                self._dead_letter(held + message.held + rest, "the supervisor failed")
+                self._dead_letter(units, "the supervisor failed")
                 return None
         if isinstance(message, Restart):
             return self._restart(message)

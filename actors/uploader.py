@@ -141,11 +141,16 @@ class UploaderActor(pykka.ThreadingActor):
 
     def _spool_everything(self, report: Crashed) -> None:
         """No supervisor to hand over to (shutting down): keep the messages on disk instead."""
-        in_flight = [report.in_flight] if report.in_flight is not None else []
         self._delivery.dead_letter(
-            in_flight + report.held + units_in(drain(report.inbox)),
+            everything_in(report),
             reason=f"{self} crashed ({report.cause}) with no supervisor to restart it",
         )
+
+
+def everything_in(report: Crashed) -> list[Unit]:
+    """All a crashed uploader held, in order: in flight, in hand, then its mailbox (drained)."""
+    in_flight = [report.in_flight] if report.in_flight is not None else []
+    return in_flight + report.held + units_in(drain(report.inbox))
 
 
 def units_in(envelopes: list[Any]) -> list[Unit]:

@@ -107,17 +107,17 @@ class Metrics:
         self.restarts.inc()
 
     def sample_every(self, seconds: float, read: Callable[[], dict]) -> threading.Thread:
-        """Refresh the gauges from `read()` (depths, slots, spool) in a daemon thread."""
+        """Refresh the gauges from `read()` (the /healthz snapshot) in a daemon thread."""
 
         def loop() -> None:
             while True:
                 try:
                     state = read()
-                    for slot, depth in enumerate(state["depths"]):
-                        self.depth.labels(str(slot)).set(depth)
+                    for slot in state["slots"]:
+                        self.depth.labels(str(slot["slot"])).set(slot["depth"])
                     self.slots_alive.set(state["slots_alive"])
-                    self.spool_files.set(state["spool_files"])
-                    self.spool_bytes.set(state["spool_bytes"])
+                    self.spool_files.set(state["spool"]["files"])
+                    self.spool_bytes.set(state["spool"]["bytes"])
                 except Exception:  # a failed reading must not end the sampling
                     pass
                 stop.wait(seconds)
@@ -137,7 +137,6 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def process_died(pid: int) -> None:
+def process_died(pid: int, directory: str) -> None:
     """Drop a dead child's live gauges (called by the parent of a WorkerPool)."""
-    if os.environ.get(MULTIPROC_ENV):
-        prometheus_multiprocess.mark_process_dead(pid)
+    prometheus_multiprocess.mark_process_dead(pid, directory)

@@ -65,13 +65,13 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     system.start()
     draining = threading.Event()
     stopping = Stopping(draining)
-    metrics.sample_every(1.0, lambda: _gauges(system, spool))
+    metrics.sample_every(1.0, lambda: _snapshot(system, spool))
     try:
         app = create_app(
             system.dispatcher(),
             settings,
             draining,
-            health=lambda: _health(system, spool, draining),
+            health=lambda: {**_snapshot(system, spool), "draining": draining.is_set()},
             metrics=render_metrics,
             observer=metrics,
         )
@@ -130,25 +130,13 @@ def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
     threading.Thread(target=replay, name="spool-replay", daemon=True).start()
 
 
-def _health(system: ActorSystem, spool: DeadLetterSpool, draining: threading.Event) -> dict:
+def _snapshot(system: ActorSystem, spool: DeadLetterSpool) -> dict:
+    """Slots (as the router sees them) and spool: what /healthz shows and the gauges sample."""
     status = system.status()
     files, size = spool.footprint()
     return {
-        "draining": draining.is_set(),
         "slots_alive": sum(slot.alive for slot in status.slots),
         "slots": [{"slot": s.slot, "alive": s.alive, "depth": s.depth} for s in status.slots],
         "spool": {"files": files, "bytes": size},
         "pid": os.getpid(),
-    }
-
-
-def _gauges(system: ActorSystem, spool: DeadLetterSpool) -> dict:
-    """Read in this process, without asking the router (cheap enough every second)."""
-    table = system.slots
-    files, size = spool.footprint()
-    return {
-        "depths": [table.depth(slot) for slot in range(len(table))],
-        "slots_alive": sum(ref is not None and ref.is_alive() for ref in table.refs),
-        "spool_files": files,
-        "spool_bytes": size,
     }

@@ -19,7 +19,7 @@ import time
 from types import FrameType
 
 from config import Settings
-from mailroom.metrics import MULTIPROC_ENV
+from mailroom.metrics import MULTIPROC_ENV, process_died
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
 
 log = logging.getLogger("mailroom.workers")
@@ -106,7 +106,7 @@ class WorkerPool:
                 if code is None:
                     continue
                 lived = time.monotonic() - self._started[index]
-                self._mark_dead(child.pid)
+                process_died(child.pid, self._env[MULTIPROC_ENV])  # its live gauges
                 quick = self._quick_exits[index] = (
                     self._quick_exits.get(index, 0) + 1 if lived < QUICK_EXIT_SECONDS else 0
                 )
@@ -130,12 +130,6 @@ class WorkerPool:
                     return 1
                 self._spawn(index)
         return self._stop_children()
-
-    def _mark_dead(self, pid: int) -> None:
-        """Its live gauges (mailbox depths) must stop counting in /metrics."""
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid, self._env[MULTIPROC_ENV])
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping.is_set():

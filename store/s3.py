@@ -139,14 +139,11 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
 
-    def key_for(self, *, version: str, received_at: float, unique: str) -> ObjectKey:
-        return ObjectKey(self.prefix, version, received_at, unique)
-
     def object_for(
         self, document: Any, *, version: str, received_at: float, unique: str
     ) -> S3Object:
         """Encode one payload under its key; the same facts always give the same object."""
-        key = self.key_for(version=version, received_at=received_at, unique=unique)
+        key = ObjectKey(self.prefix, version, received_at, unique)
         return S3Object(str(key), encode_document(document))
 
     def encode(self, document: Any) -> bytes:
