@@ -1,4 +1,4 @@
-"""The actor system: a router over a fixed pool of uploaders, each with a bounded mailbox.
+"""The actor system: a supervised router over a fixed pool of supervised uploaders.
 
 Knows nothing of HTTP: the web layer hands it documents through `Dispatcher`.
 """
@@ -6,7 +6,7 @@ Knows nothing of HTTP: the web layer hands it documents through `Dispatcher`.
 from actors.dispatcher import Dispatcher, Outcome, Refused
 from actors.messages import Payload
 from actors.router import RouterActor
-from actors.system import ActorSystem
+from actors.system import ActorSystem, SystemSnapshot
 from actors.uploader import UploaderActor
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "Payload",
     "Refused",
     "RouterActor",
+    "SystemSnapshot",
     "UploaderActor",
 ]

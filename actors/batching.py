@@ -10,9 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from actors.ids import new_id
 from actors.messages import Payload
+
+if TYPE_CHECKING:
+    from actors.storage import PayloadStore
+    from store import S3Object
 
 MAX_OPEN_BATCHES = 32  # per uploader: one per version; the oldest is flushed past this
 
@@ -31,16 +36,35 @@ class BatchLimits:
 
 @dataclass(slots=True)
 class Batch:
-    """Payloads of one version on their way to one object, with their encoded lines."""
+    """Payloads of one version on their way to one object, with their encoded lines.
+
+    Filled by one uploader in its own thread; once it leaves `OpenBatches` it is a `Unit`
+    like any payload and is never changed again.
+    """
 
     id: str
     version: str
     received_at: float
     opened: float
+    gzipped: bool = False
     payloads: list[Payload] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
-    crashes: int = 0
+
+    @property
+    def sealed(self) -> bool:
+        return True
+
+    def to_objects(self, store: PayloadStore) -> list[S3Object]:
+        return [
+            store.batch_object(
+                self.lines,
+                version=self.version,
+                received_at=self.received_at,
+                unique=self.id,
+                gzipped=self.gzipped,
+            )
+        ]
 
 
 class OpenBatches:
@@ -66,7 +90,9 @@ class OpenBatches:
             if len(self._open) >= MAX_OPEN_BATCHES:
                 oldest = min(self._open.values(), key=lambda b: b.opened)
                 sealed.append(self._open.pop(oldest.version))
-            batch = Batch(new_id(), payload.version, payload.received_at, self._clock())
+            batch = Batch(
+                new_id(), payload.version, payload.received_at, self._clock(), self._limits.gzip
+            )
             self._open[payload.version] = opened = batch
         batch.payloads.append(payload)
         batch.lines.append(line)

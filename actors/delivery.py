@@ -1,140 +1,163 @@
-"""Getting one unit (a payload or a batch) into S3, or failing that, onto the spool.
+"""Getting one unit into S3 or, failing that, durably onto the spool; never dropping it.
 
-S3 trouble is not a crash: a failed put is retried with exponential backoff and full jitter
-within a time budget, then written to the dead-letter spool. At shutdown the deadline cuts
-retries short so everything is spooled in time.
+Any exception from the S3 path is an S3 failure, not a crash: a failed put is retried with
+exponential backoff and full jitter within a time budget, then the unit is written to the
+dead-letter spool. If the spool cannot be written either (disk full, read-only), the unit stays
+in memory and both are tried again, slower, until one works: the uploader stalls, its mailbox
+fills, and new requests get 503 instead of being lost. Past the shutdown deadline nothing more
+is attempted here: the drain's sweep spools whatever the ledger still owes, in one write.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-from actors.batching import Batch
-from actors.messages import Payload
+import orjson
+
+from actors.ledger import Ledger
+from actors.messages import Payload, Unit
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline
-from store import S3Object, StoreError
+from actors.storage import PayloadStore, Spool
+from store import S3Object
 
 log = logging.getLogger(__name__)
 
-Unit = Payload | Batch
+STALLED = Backoff(base=0.5, cap=5.0)  # between rounds once S3 and the spool both fail
+UNENCODABLE = "unencodable/"  # key prefix for payloads whose encoding itself fails
 
 
-class PayloadStore(Protocol):
-    """What the actors need from storage (an `S3Store` in production, a fake in tests)."""
-
-    def encode(self, document: Any) -> bytes: ...
-
-    def object_for(
-        self, document: Any, *, version: str, received_at: float, unique: str
-    ) -> S3Object: ...
-
-    def batch_object(
-        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
-    ) -> S3Object: ...
-
-    def put(self, obj: S3Object) -> None: ...
-
-
-class Spool(Protocol):
-    def write(self, objects: list[S3Object], *, reason: str) -> Any: ...
-
-
-def payloads_of(unit: Unit) -> list[Payload]:
-    return unit.payloads if isinstance(unit, Batch) else [unit]
+def describe(error: Exception) -> tuple[str, bool]:
+    """Why a put failed, and whether a later attempt may succeed (unknown errors: yes)."""
+    cause = getattr(error, "cause", None) or f"{type(error).__name__}: {error}"
+    return str(cause), bool(getattr(error, "retryable", True))
 
 
 class Delivery:
-    """Turns units into S3 objects and puts them, retrying, spooling, settling receipts."""
+    """Puts units, retrying; spools what S3 will not take; settles them in the ledger."""
 
     def __init__(
         self,
         store: PayloadStore,
         spool: Spool,
+        ledger: Ledger,
         *,
         backoff: Backoff,
         deadline: Deadline,
-        gzipped: bool = False,
         observer: ActorObserver | None = None,
     ) -> None:
         self.store = store
         self.spool = spool
+        self.ledger = ledger
         self.backoff = backoff
         self.deadline = deadline
-        self.gzipped = gzipped
         self.observer = observer or NoActorObserver()
+        self.spool_error: str | None = None  # the last spool write's failure, None once one works
 
-    def object_for(self, unit: Unit) -> S3Object:
-        if isinstance(unit, Batch):
-            return self.store.batch_object(
-                unit.lines,
-                version=unit.version,
-                received_at=unit.received_at,
-                unique=unit.id,
-                gzipped=self.gzipped,
-            )
-        return self.store.object_for(
-            unit.document, version=unit.version, received_at=unit.received_at, unique=unit.id
-        )
-
-    def deliver(self, unit: Unit, who: str) -> bool:
-        """Store one unit; True if it landed, False if it went to the spool."""
-        obj = self.object_for(unit)
+    def deliver(self, unit: Unit, who: str) -> None:
+        """Store one unit in S3 or on the spool (or leave it to the sweep past the deadline)."""
+        objects = unit.to_objects(self.store)
         started = time.monotonic()
-        landed = self._put_or_spool(obj, who)
-        if landed:
-            self.observer.uploaded(
-                obj.payloads, time.monotonic() - started, isinstance(unit, Batch)
-            )
-        else:
-            self.observer.spooled(obj.payloads)
-        settle([unit], landed=landed)
-        return landed
+        failing_since: float | None = None
+        attempt = 0
+        while not self.deadline.passed():
+            try:
+                for obj in objects:
+                    self.store.put(obj)
+            except Exception as error:  # whatever S3 or the client did, it is an S3 failure
+                cause, retryable = describe(error)
+                self.observer.upload_failed(retryable)
+                now = time.monotonic()
+                failing_since = failing_since or now
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                if retryable and now - failing_since + delay <= self.backoff.budget:
+                    log.debug("%s: attempt %d failed (%s)", who, attempt, cause)
+                    self.observer.upload_retried()
+                    self.deadline.sleep(delay)
+                    continue
+                why = (
+                    "S3 refused it" if not retryable else f"still failing after {attempt} attempts"
+                )
+                if self._spool(objects, unit.payloads, f"{who}: {why} ({cause})", who):
+                    return
+                self.deadline.sleep(STALLED.delay(attempt))  # keep it; try S3, then the spool
+                continue
+            payloads = self.ledger.settle(unit.payloads, landed=True)
+            self.observer.uploaded(payloads, time.monotonic() - started, unit.sealed)
+            return
 
-    def dead_letter(self, units: list[Unit], reason: str) -> None:
-        """Write units straight to the spool (their keys fixed as ever) and settle receipts."""
+    def dead_letter(self, units: Sequence[Unit], reason: str, who: str) -> None:
+        """Straight to the spool (poison, or a tree that gave up); kept and retried if it fails."""
         if not units:
             return
-        objects = [self.object_for(u) for u in units]
-        self.spool.write(objects, reason=reason)
-        self.observer.spooled(sum(obj.payloads for obj in objects))
-        settle(units, landed=False)
-
-    def _put_or_spool(self, obj: S3Object, who: str) -> bool:
-        started = time.monotonic()
+        objects = [obj for unit in units for obj in self._spoolable(unit, who)]
+        payloads = [p for unit in units for p in unit.payloads]
         attempt = 0
-        while True:
+        while not self._spool(objects, payloads, reason, who):
             if self.deadline.passed():
-                self.spool.write([obj], reason=f"{who}: shutting down, no time left to upload")
+                return  # still owed in the ledger: the sweep takes them
+            self.deadline.sleep(STALLED.delay(attempt))
+            attempt += 1
+
+    def _spoolable(self, unit: Unit, who: str) -> list[S3Object]:
+        """The unit's objects; if even encoding it fails (a poison document), its raw form."""
+        try:
+            return unit.to_objects(self.store)
+        except Exception as error:
+            log.error(
+                "%s: cannot encode unit %s (%s: %s); spooling its payloads raw under %s",
+                who,
+                unit.id,
+                type(error).__name__,
+                error,
+                UNENCODABLE,
+                extra={"event": "unencodable", "payload": unit.id},
+            )
+            return [S3Object(f"{UNENCODABLE}{p.id}.json", _raw(p.document)) for p in unit.payloads]
+
+    def sweep(self, payloads: Sequence[Payload], reason: str, until: float) -> bool:
+        """At the deadline: spool every payload still owed, one object each, in one write.
+
+        Retries a failing spool until `until` (monotonic); returns whether it was written.
+        """
+        objects = [obj for payload in payloads for obj in payload.to_objects(self.store)]
+        attempt = 0
+        while not self._spool(objects, payloads, reason, "shutdown sweep"):
+            delay = STALLED.delay(attempt)
+            if time.monotonic() + delay >= until:
                 return False
-            try:
-                self.store.put(obj)
-                return True
-            except StoreError as error:
-                self.observer.upload_failed(error.retryable)
-                elapsed = time.monotonic() - started
-                delay = self.backoff.delay(attempt)
-                if not error.retryable:
-                    reason = f"S3 refused it ({error.cause}); retrying would not help"
-                elif elapsed + delay > self.backoff.budget:
-                    reason = (
-                        f"still failing after {attempt + 1} attempts in {elapsed:.1f}s "
-                        f"({error.cause})"
-                    )
-                else:
-                    log.debug("%s: attempt %d failed (%s)", who, attempt + 1, error.cause)
-                    self.deadline.changed.wait(min(delay, self.deadline.remaining()))
-                    self.observer.upload_retried()
-                    attempt += 1
-                    continue
-                self.spool.write([obj], reason=f"{who}: {reason}")
-                return False
+            time.sleep(delay)
+            attempt += 1
+        return True
+
+    def _spool(
+        self, objects: list[S3Object], payloads: Sequence[Payload], reason: str, who: str
+    ) -> bool:
+        try:
+            self.spool.write(objects, reason=reason)
+        except Exception as error:
+            self.spool_error = f"{type(error).__name__}: {error}"
+            self.observer.spool_failed()
+            log.error(
+                "%s: cannot write %d payload(s) to the spool (%s); keeping them in memory and "
+                "trying S3 and the spool again",
+                who,
+                len(payloads),
+                self.spool_error,
+                extra={"event": "spool_failed", "payloads": len(payloads), "error": reason},
+            )
+            return False
+        self.spool_error = None
+        self.observer.spooled(self.ledger.settle(payloads, landed=False))
+        return True
 
 
-def settle(units: list[Unit], *, landed: bool) -> None:
-    for unit in units:
-        for payload in payloads_of(unit):
-            if payload.receipt is not None:
-                payload.receipt.record(landed=landed)
+def _raw(document: Any) -> bytes:
+    try:
+        return orjson.dumps(document, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    except Exception:
+        return repr(document).encode("utf-8", "backslashreplace")

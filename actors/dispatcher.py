@@ -1,8 +1,13 @@
-"""The front door of the actor system, for callers that are not actors (the web layer)."""
+"""The front door of the actor system, for callers that are not actors (the web layer).
+
+Admission is decided once, here, in the caller's thread: the ledger reserves room for the
+whole collection or refuses it whole, then the collection is told to the router. The caller
+never waits on another thread to learn the answer, and a refused collection was never sent,
+so it can never land: a client may resend it safely.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,11 +16,8 @@ from typing import Any
 import pykka
 
 from actors.ids import new_id
-from actors.messages import Payload, Receipt, Reply, Route, Routed
-from actors.router import MAILBOXES_FULL, NO_UPLOADER
-from actors.slots import SlotTable
-
-log = logging.getLogger(__name__)
+from actors.ledger import CLOSED, Ledger
+from actors.messages import Payload, Receipt, Route
 
 
 class Refused(Exception):
@@ -38,50 +40,51 @@ class Outcome:
     def all_landed(self) -> bool:
         return self.landed == self.accepted
 
+    @property
+    def pending(self) -> int:
+        """Accepted, but neither in S3 nor durably spooled yet: held in memory, being retried."""
+        return self.accepted - self.landed - self.spooled
+
 
 class Dispatcher:
-    """Turns a validated collection into payload messages and asks the router to place them."""
+    """Turns a validated collection into payloads, admits it whole, and tells the router."""
 
     def __init__(
         self,
         router: pykka.ActorRef[Any],
-        slots: SlotTable | None = None,
+        ledger: Ledger,
         *,
-        timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._router = router
-        self._slots = slots
-        self._timeout = timeout
+        self._ledger = ledger
         self._clock = clock
 
     def submit(self, version: str, documents: Sequence[Any]) -> int:
-        """Place every document in an uploader mailbox and return how many; or raise Refused."""
-        return self._place(version, documents, None)
+        """Admit every document and return how many; or raise Refused, having sent nothing."""
+        return self._admit(version, documents, None)
 
     def submit_and_wait(self, version: str, documents: Sequence[Any], wait: float) -> Outcome:
         """Like submit, then wait up to `wait` seconds for every payload to land or be spooled."""
         receipt = Receipt(len(documents))
-        accepted = self._place(version, documents, receipt)
+        accepted = self._admit(version, documents, receipt)
         receipt.wait(wait)
         return Outcome(accepted, receipt.landed, receipt.spooled)
 
-    def _place(self, version: str, documents: Sequence[Any], receipt: Receipt | None) -> int:
-        # Overloaded: refuse here, in the caller's thread, rather than after two thread
-        # switches through the router. The router still decides whenever there may be room.
-        if self._slots is not None and self._slots.rough_room() < len(documents):
-            raise Refused(MAILBOXES_FULL if self._slots.any_alive() else NO_UPLOADER)
+    def _admit(self, version: str, documents: Sequence[Any], receipt: Receipt | None) -> int:
         received_at = self._clock()
-        payloads = [Payload(new_id(), version, received_at, d, 0, receipt) for d in documents]
-        reply = Reply()
+        return self.admit(
+            tuple(Payload(new_id(), version, received_at, d, receipt) for d in documents)
+        )
+
+    def admit(self, payloads: tuple[Payload, ...]) -> int:
+        """Admit these payloads whole and send them to the router, or raise Refused."""
+        refusal = self._ledger.admit(payloads)
+        if refusal is not None:
+            raise Refused(refusal)
         try:
-            self._router.tell(Route(payloads, reply))
-        except pykka.ActorDeadError:
-            raise Refused("the service is shutting down") from None
-        if not reply.wait(self._timeout):
-            log.error("the router did not answer within %.0fs", self._timeout)
-            raise Refused("the router did not answer in time")
-        answer: Routed = reply.value
-        if answer.accepted == 0:
-            raise Refused(answer.reason)
-        return answer.accepted
+            self._router.tell(Route(payloads))
+        except pykka.ActorDeadError:  # not enqueued: provably never placed
+            self._ledger.withdraw(payloads)
+            raise Refused(CLOSED) from None
+        return len(payloads)

@@ -1,16 +1,28 @@
-"""The messages actors exchange. Plain data: easy to redeliver, spool and test."""
+"""The messages actors exchange and the units of work they carry. Immutable plain data.
+
+A *unit* is whatever is stored as one thing: a `Payload` (one object per payload) or a
+`Batch` (one NDJSON object for many). Every unit answers the same protocol (`Unit`), so the
+code that retries, spools, counts and settles units never asks which kind it holds.
+"""
 
 from __future__ import annotations
 
-import _thread
 import threading
-from dataclasses import dataclass, field
-from queue import Queue
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from actors.storage import PayloadStore
+    from store import S3Object
 
 
 class Receipt:
-    """Counts down as the payloads of one request land or are spooled (for ACK_MODE=stored)."""
+    """Counts down as the payloads of one request land or are spooled (for ACK_MODE=stored).
+
+    A synchronisation point (like a future), shared on purpose between the request's thread
+    and the uploaders; the ledger records each payload into it exactly once.
+    """
 
     def __init__(self, expected: int) -> None:
         self._pending = expected
@@ -34,29 +46,89 @@ class Receipt:
         return self._done.wait(timeout)
 
 
-@dataclass(slots=True)
+class Unit(Protocol):
+    """One thing to store: its id (fixed at acceptance, so its key is too) and its payloads."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def payloads(self) -> Sequence[Payload]: ...
+
+    @property
+    def sealed(self) -> bool:
+        """True when stored as it is; False for a payload that may still join a batch."""
+        ...
+
+    def to_objects(self, store: PayloadStore) -> list[S3Object]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Payload:
     """One accepted payload on its way to storage.
 
     `id` and `received_at` are fixed when the payload is accepted, so every later attempt
     (a retry, a redelivery after a crash, a replay from the spool) writes the same object.
-    `crashes` counts the uploaders it has crashed, to tell a poison message.
     """
 
     id: str
     version: str
     received_at: float
     document: Any
-    crashes: int = 0
     receipt: Receipt | None = None
+
+    @property
+    def payloads(self) -> tuple[Payload]:
+        return (self,)
+
+    @property
+    def sealed(self) -> bool:
+        return False
+
+    def to_objects(self, store: PayloadStore) -> list[S3Object]:
+        return [
+            store.object_for(
+                self.document, version=self.version, received_at=self.received_at, unique=self.id
+            )
+        ]
+
+
+def weight(units: Sequence[Unit]) -> int:
+    """Payloads in these units."""
+    return sum(len(unit.payloads) for unit in units)
 
 
 @dataclass(frozen=True, slots=True)
-class Parcel:
-    """Several payloads (or, redelivered, batches) for one uploader, in one message."""
+class Route:
+    """Dispatcher to router: place this admitted collection in the uploaders' mailboxes.
 
-    payloads: list[Any]
-    counted: bool = True  # False when redelivered: not in the mailbox count
+    Its room was reserved in the ledger before it was sent, so the router cannot refuse it.
+    It is a unit too: if routing it crashes the router, it is redone or, poison, spooled.
+    """
+
+    payloads: tuple[Payload, ...]
+
+    @property
+    def id(self) -> str:
+        return self.payloads[0].id
+
+    @property
+    def sealed(self) -> bool:
+        return True
+
+    def to_objects(self, store: PayloadStore) -> list[S3Object]:
+        return [obj for payload in self.payloads for obj in payload.to_objects(store)]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Router to uploader: units for its mailbox, counted there as `weight` payloads."""
+
+    units: tuple[Unit, ...]
+
+    @property
+    def weight(self) -> int:
+        return weight(self.units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,118 +138,34 @@ class Flush:
     batch_id: str
 
 
-class Reply:
-    """A one-shot answer slot: a cheaper `ask` for the hottest message.
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A child to its supervisor (asked): I crashed; what now? Answered with a directive.
 
-    pykka's ask builds a future around a `queue.Queue` (three conditions) for every call:
-    ~75 us of CPU per request here; this lock-based slot costs a few.
+    `in_flight` units were being handled, `in_hand` taken but not started, `queued` payloads
+    wait in its mailbox (which survives the restart).
     """
 
-    __slots__ = ("_lock", "value")
-
-    def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-        self.value: Any = None
-
-    def set(self, value: Any) -> None:
-        self.value = value
-        self._lock.release()
-
-    def wait(self, timeout: float) -> bool:
-        return self._lock.acquire(timeout=timeout)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Ask the router to place a whole collection, or none of it (answered in `reply`)."""
-
-    payloads: list[Payload]
-    reply: Reply | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """The router's answer: how many payloads were placed (0 means refused whole)."""
-
-    accepted: int
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Redeliver:
-    """Place units (payloads, batches) already accepted wherever there is a live uploader."""
-
-    units: list[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplaceSlot:
-    """Point a slot at a new uploader, or at nothing once the slot is given up."""
-
-    slot: int
-    ref: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Sync:
-    """A no-op the router answers only after everything sent to it before."""
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStatus:
-    """One uploader slot, as the router sees it."""
-
-    slot: int
-    alive: bool
-    depth: int
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """Ask the router for the state of every slot."""
-
-    slots: list[SlotStatus] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Crashed:
-    """An uploader's last words to its supervisor: what it was doing and where its mailbox is.
-
-    The dying uploader waits on `handed_over` so that pykka does not discard its mailbox
-    before the supervisor has taken every message out of it.
-    """
-
-    slot: int
-    actor: str
+    child: str
     cause: str
-    in_flight: Any  # the Payload or Batch it was storing when it crashed, if any
-    held: list[Any]  # the rest of the parcel it was working through, its open batches
-    inbox: Queue[Any]
-    queued: Any  # the slot's mailbox Gauge, to count out what the supervisor takes
-    handed_over: threading.Event
+    in_flight: int = 0
+    in_hand: int = 0
+    queued: int = 0
+    escalation: bool = False  # from a supervisor below whose own intensity was exceeded
 
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """Supervisor to itself, after the backoff: start a new uploader in `slot` with these."""
+    """Directive: replace your behaviour after `delay` seconds and redo what you held."""
 
-    slot: int
-    units: list[Any]  # Payloads and Batches
-
-
-@dataclass(frozen=True, slots=True)
-class AttachRouter:
-    """Tell the supervisor which router to keep informed of slot changes."""
-
-    router: Any
+    delay: float
 
 
 @dataclass(frozen=True, slots=True)
-class CurrentSlots:
-    """Ask for the uploader in each slot (None where the slot was given up)."""
+class GiveUp:
+    """Directive: the tree above gave up; spool what you hold and all you receive from now."""
+
+    reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ShutDown:
-    """No more restarts: spool what is held and what later crashes hand over."""
+Directive = Restart | GiveUp

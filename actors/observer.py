@@ -14,7 +14,11 @@ class ActorObserver(Protocol):
 
     def spooled(self, payloads: int) -> None: ...
 
+    def spool_failed(self) -> None: ...
+
     def restarted(self) -> None: ...
+
+    def escalated(self) -> None: ...
 
 
 class NoActorObserver:
@@ -30,5 +34,11 @@ class NoActorObserver:
     def spooled(self, payloads: int) -> None:
         pass
 
+    def spool_failed(self) -> None:
+        pass
+
     def restarted(self) -> None:
+        pass
+
+    def escalated(self) -> None:
         pass

@@ -1,104 +1,83 @@
-"""The router: places each payload in the next uploader mailbox with room, round robin.
+"""The router: places each admitted collection in the uploaders' mailboxes, round robin.
 
-It is an actor so that placing a collection is atomic without locks: it alone puts payloads
-into uploader mailboxes, so the room it counts cannot shrink under it. A collection is placed
-whole or refused whole, so a client may resend a refused collection without duplicates.
-
-The payloads of one collection that go to the same mailbox travel as one message (a
-`Parcel`): waking an uploader costs more than what it then does with a payload in batched
-mode. There (`whole_collections`) each collection goes whole to the next mailbox with room
-for it, and is spread payload by payload only when no mailbox has room for all of it.
+Admission already happened in the request's thread (the ledger reserved room for the whole
+collection), so the router never refuses: it only chooses mailboxes. The payloads of one
+collection that go to the same mailbox travel as one message (`Deliver`): waking an uploader
+costs more than what it then does with a payload in batched mode. There (`whole_collections`)
+each collection goes whole to the next mailbox with room for it, and is spread payload by
+payload only when no mailbox has room for all of it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
 
-from actors.messages import (
-    Parcel,
-    Payload,
-    Redeliver,
-    ReplaceSlot,
-    Route,
-    Routed,
-    SlotStatus,
-    Status,
-    Sync,
-)
-from actors.slots import SlotTable, weight
+from actors.delivery import Delivery
+from actors.ledger import Ledger
+from actors.messages import Deliver, Payload, Route, Unit
+from actors.retry import RestartPolicy
+from actors.supervised import Salvage, SupervisedActor
 
 log = logging.getLogger(__name__)
 
-NO_UPLOADER = "no uploader is running"
-MAILBOXES_FULL = "all uploader mailboxes are full"
+Plan = list[tuple[int, list[Payload]]]
 
 
-class RouterActor(pykka.ThreadingActor):
-    """Round-robins payloads over a fixed number of uploader slots, each bounded at `max_queue`."""
-
-    use_daemon_thread = True
+class Router:
+    """The router's behaviour: its round-robin cursor and the collection it is placing."""
 
     def __init__(
-        self,
-        slots: SlotTable,
-        overflow: Callable[[list[Payload], str], None],
-        *,
-        whole_collections: bool = False,
+        self, uploaders: Sequence[pykka.ActorRef[Any]], ledger: Ledger, whole_collections: bool
     ) -> None:
-        super().__init__()
-        self._slots = slots
-        self._overflow = overflow
+        self._uploaders = uploaders
+        self._ledger = ledger
         self._whole_collections = whole_collections
         self._cursor = 0
+        self._placing: Unit | None = None  # the collection being placed
+        self._planned: Plan = []
+        self._sent = 0  # chunks of the plan already in mailboxes
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> None:
         if isinstance(message, Route):
-            try:
-                routed = self._route(message.payloads)
-            except Exception:
-                if message.reply is not None:
-                    message.reply.set(Routed(0, "the router failed"))
-                raise
-            if message.reply is not None:
-                message.reply.set(routed)
-            return routed
-        if isinstance(message, Status):
-            return Status([self._slot_status(i) for i in range(len(self._slots))])
-        if isinstance(message, ReplaceSlot):
-            self._slots.refs[message.slot] = message.ref
-            return None
-        if isinstance(message, Redeliver):
-            return self._redeliver(message.units)
-        if isinstance(message, Sync):
-            return None
-        return super().on_receive(message)
+            self.take(message)
+        else:
+            log.warning("router: unexpected message %r", message)
 
-    def _slot_status(self, slot: int) -> SlotStatus:
-        ref = self._slots.refs[slot]
-        alive = ref is not None and ref.is_alive()
-        return SlotStatus(slot, alive, self._slots.depth(slot))
+    def take(self, unit: Unit) -> None:
+        self._placing, self._planned, self._sent = unit, [], 0
+        self._planned = self._plan(list(unit.payloads))
+        for slot, chunk in self._planned:
+            self._uploaders[slot].tell(Deliver(tuple(chunk)))
+            self._ledger.placed(slot, len(chunk))
+            self._sent += 1
+        self._placing = None
 
-    def _route(self, payloads: list[Payload]) -> Routed:
-        room = [self._slots.room(slot) for slot in range(len(self._slots))]
-        if sum(room) < len(payloads):
-            if not self._slots.any_alive():
-                return Routed(0, NO_UPLOADER)
-            return Routed(0, MAILBOXES_FULL)
-        chunks = self._whole(payloads, room) if self._whole_collections else None
-        for slot, chunk in chunks or self._spread(payloads, room):
-            if not self._send(slot, chunk):
-                # The uploader died between counting and sending: the chunk goes wherever
-                # something is alive, past the bound, or to disk, never half-accepted.
-                rest = [p for p in chunk if not self._place_anywhere(p)]
-                if rest:
-                    self._overflow(rest, "no uploader alive while placing a collection")
-        return Routed(len(payloads))
+    def salvage(self) -> Salvage:
+        """The part of the collection not yet sent (what was sent is in mailboxes already)."""
+        unit, self._placing = self._placing, None
+        if unit is None:
+            return Salvage()
+        if not self._planned:
+            return Salvage(unit)
+        left = [payload for _, chunk in self._planned[self._sent :] for payload in chunk]
+        return Salvage(Route(tuple(left)) if left else None)
 
-    def _whole(self, payloads: list[Payload], room: list[int]) -> list[tuple[int, list[Payload]]]:
+    def stop(self) -> None:
+        pass
+
+    def _plan(self, payloads: list[Payload]) -> Plan:
+        room = self._ledger.room()
+        if self._whole_collections:
+            whole = self._whole(payloads, room)
+            if whole:
+                return whole
+        return self._spread(payloads, room)
+
+    def _whole(self, payloads: list[Payload], room: list[int]) -> Plan:
         """The whole collection in the next mailbox with room for all of it, if there is one."""
         count = len(room)
         for step in range(count):
@@ -108,40 +87,45 @@ class RouterActor(pykka.ThreadingActor):
                 return [(slot, payloads)]
         return []
 
-    def _spread(self, payloads: list[Payload], room: list[int]) -> list[tuple[int, list[Payload]]]:
-        """Each payload to the next mailbox with room, round robin; one message per mailbox."""
+    def _spread(self, payloads: list[Payload], room: list[int]) -> Plan:
+        """Each payload to the next mailbox with room, round robin; one message per mailbox.
+
+        The ledger guarantees room for all of them; should that ever be wrong, the rest go
+        round robin past the bound rather than being dropped.
+        """
         count = len(room)
         chunks: dict[int, list[Payload]] = {}
         for payload in payloads:
+            slot = self._cursor
             for _ in range(count):
-                slot = self._cursor
-                self._cursor = (self._cursor + 1) % count
                 if room[slot] > 0:
-                    room[slot] -= 1
-                    chunks.setdefault(slot, []).append(payload)
                     break
+                slot = (slot + 1) % count
+            room[slot] -= 1
+            chunks.setdefault(slot, []).append(payload)
+            self._cursor = (slot + 1) % count
         return list(chunks.items())
 
-    def _send(self, slot: int, chunk: list[Payload]) -> bool:
-        ref = self._slots.refs[slot]
-        if ref is None:
-            return False
-        queued, count = self._slots.states[slot].queued, weight(chunk)
-        queued.add(count)
-        try:
-            ref.tell(chunk[0] if len(chunk) == 1 else Parcel(chunk))
-        except pykka.ActorDeadError:
-            queued.add(-count)
-            return False
-        return True
 
-    def _redeliver(self, units: list[Any]) -> int:
-        """Place already-accepted units in order, past the bounds if need be; return how many."""
-        for placed, unit in enumerate(units):
-            if not self._place_anywhere(unit):
-                return placed
-        return len(units)
+class RouterActor(SupervisedActor):
+    """The router under supervision: a crash while placing redoes what was not yet sent."""
 
-    def _place_anywhere(self, unit: Any) -> bool:
-        """Into any live mailbox, bound or no bound (for what is already accepted)."""
-        return any(self._send(slot, [unit]) for slot in range(len(self._slots)))
+    def __init__(
+        self,
+        uploaders: Sequence[pykka.ActorRef[Any]],
+        ledger: Ledger,
+        *,
+        delivery: Delivery,
+        policy: RestartPolicy,
+        supervisor: pykka.ActorRef[Any] | None,
+        whole_collections: bool = False,
+        on_dead: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(
+            "router",
+            lambda _ref: Router(uploaders, ledger, whole_collections),
+            supervisor=supervisor,
+            delivery=delivery,
+            policy=policy,
+            on_dead=on_dead,
+        )

@@ -1,45 +1,36 @@
-"""The supervisor: restarts crashed uploaders and redelivers their messages (OTP's one_for_one).
+"""Supervisors: OTP's one_for_one with restart intensity, in a tree that escalates.
 
-pykka has no supervision and drops a crashed actor's mailbox silently. Here a crashing
-uploader hands its in-flight message and its mailbox to this actor, which starts a replacement
-in the same slot after a backoff and gives it every message back. A slot that crashes more than
-`max_restarts` times within `period` seconds is given up (its messages go to the other slots);
-a message that has crashed `poison_after` uploaders goes to the dead-letter spool instead.
-Every event is one log line naming the actor, the slot, the cause and the message counts.
+A child that crashes asks its supervisor what to do (`Failed`, answered with a directive).
+Within `max_restarts` restarts of that child in `period` seconds the answer is `Restart` after
+a doubling backoff. Past that the supervisor escalates to its own parent as if it had crashed
+itself: if the parent grants a restart, this level starts afresh (its restart history is
+cleared, as OTP restarts a whole subtree); if there is no parent (the root) or the parent gave
+up, the answer is `GiveUp` and `on_exhausted` tells the process to stop taking requests,
+drain, and exit non-zero so the platform restarts it. No slot is ever given up while the
+process carries on looking alive.
+
+A supervisor only answers asks and never asks its children anything, so a chain of asks up
+the tree cannot deadlock; an exception in its handler goes back to the asker, and pykka keeps
+the supervisor running.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from actors.delivery import Unit, payloads_of
-from actors.messages import (
-    AttachRouter,
-    Crashed,
-    CurrentSlots,
-    Parcel,
-    Redeliver,
-    ReplaceSlot,
-    Restart,
-    ShutDown,
-    Sync,
-)
+from actors.messages import Directive, Failed, GiveUp, Restart
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import RestartPolicy
-from actors.uploader import counted_in, drain, everything_in, units_in
 
 log = logging.getLogger(__name__)
 
-UploaderFactory = Callable[[int, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
-DeadLetter = Callable[[list[Unit], str], None]
+ESCALATION_TIMEOUT = 5.0
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -47,208 +38,125 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def __init__(
         self,
-        factory: UploaderFactory,
-        workers: int,
-        dead_letter: DeadLetter,
+        name: str,
         policy: RestartPolicy,
+        *,
+        parent: pykka.ActorRef[Any] | None = None,
+        on_exhausted: Callable[[str], None] | None = None,
         observer: ActorObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self._observer = observer or NoActorObserver()
-        self._factory = factory
-        self._workers = workers
-        self._dead_letter = dead_letter
+        self.name = name
         self._policy = policy
-        self._slots: list[pykka.ActorRef[Any] | None] = []
-        self._restarts = [collections.deque[float]() for _ in range(workers)]
-        self._held: dict[int, list[Unit]] = {}
-        self._router: pykka.ActorRef[Any] | None = None
-        self._shutting_down = False
+        self._parent = parent
+        self._on_exhausted = on_exhausted
+        self._observer = observer or NoActorObserver()
+        self._clock = clock
+        self._restarts: dict[str, collections.deque[float]] = {}
+        self._gave_up: str | None = None
 
     def __str__(self) -> str:
-        return "supervisor"
-
-    def on_start(self) -> None:
-        self._slots = [self._factory(slot, self.actor_ref) for slot in range(self._workers)]
+        return f"supervisor {self.name}"
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Crashed):
-            try:
-                return self._crashed(message)
-            except Exception:
-                # A bug here must not lose the crashed uploader's messages: keep them on disk.
-                log.exception("supervisor failed to handle %s's crash; spooling", message.actor)
-                units = everything_in(message)
-                message.handed_over.set()
-                self._dead_letter(units, "the supervisor failed")
-                return None
-        if isinstance(message, Restart):
-            return self._restart(message)
-        if isinstance(message, CurrentSlots):
-            return list(self._slots)
-        if isinstance(message, AttachRouter):
-            self._router = message.router
-            return None
-        if isinstance(message, ShutDown):
-            return self._shut_down()
+        if isinstance(message, Failed):
+            return self._failed(message)
         return super().on_receive(message)
 
-    def _crashed(self, report: Crashed) -> None:
-        queued, stop_requested = self._take_mailbox(report)
-        pending = len(queued)
-        in_flight = report.in_flight
-        messages = ([in_flight] if in_flight is not None else []) + report.held + queued
-        fields = {"actor": report.actor, "slot": report.slot, "cause": report.cause}
-        if in_flight is not None:
-            in_flight.crashes += 1
-            if in_flight.crashes >= self._policy.poison_after:
-                messages.remove(in_flight)
-                self._dead_letter(
-                    [in_flight], f"poison message: crashed {in_flight.crashes} uploaders"
-                )
-                log.error(
-                    "%s: %s %s (%d payload(s)) crashed %d uploaders; spooled it as a poison "
-                    "message",
-                    report.actor,
-                    type(in_flight).__name__.lower(),
-                    in_flight.id,
-                    len(payloads_of(in_flight)),
-                    in_flight.crashes,
-                    extra={"event": "poison_spooled", "payload": in_flight.id, **fields},
-                )
-        if self._shutting_down or stop_requested:
-            self._dead_letter(messages, f"{report.actor} crashed during shutdown")
-            self._set_slot(report.slot, None)
+    def _failed(self, report: Failed) -> Directive:
+        fields = {"actor": report.child, "supervisor": self.name, "cause": report.cause}
+        if self._gave_up is not None:
             log.error(
-                "%s crashed during shutdown (%s); spooled its %d message(s)",
-                report.actor,
+                "%s crashed (%s) after the tree gave up; spooling what it held",
+                report.child,
                 report.cause,
-                len(messages),
-                extra={"event": "uploader_crashed", "spooled": len(messages), **fields},
+                extra={"event": "actor_crashed", **fields},
             )
-            return
-        window = self._restarts[report.slot]
-        now = time.monotonic()
+            return GiveUp(self._gave_up)
+        window = self._restarts.setdefault(report.child, collections.deque())
+        now = self._clock()
         window.append(now)
         while window and window[0] < now - self._policy.period:
             window.popleft()
-        if len(window) > self._policy.max_restarts:
-            self._give_up(report, messages, fields)
-            return
-        delay = self._policy.backoff(len(window))
-        log.error(
-            "%s crashed (%s) holding %d in flight, %d more in hand and %d queued; "
-            "restarting slot %d in %.2fs (restart %d of %d allowed in %.0fs)",
-            report.actor,
-            report.cause,
-            int(in_flight is not None),
-            len(report.held),
-            pending,
-            report.slot,
-            delay,
-            len(window),
-            self._policy.max_restarts,
-            self._policy.period,
-            extra={
-                "event": "uploader_crashed",
-                "in_flight": int(in_flight is not None),
-                "in_hand": len(report.held),
-                "queued": pending,
-                "restart_in": round(delay, 3),
-                "restarts_in_period": len(window),
-                **fields,
-            },
-        )
-        self._set_slot(report.slot, None)
-        self._held[report.slot] = messages
-        timer = threading.Timer(delay, self._tell_self, (Restart(report.slot, messages),))
-        timer.daemon = True
-        timer.start()
-
-    def _take_mailbox(self, report: Crashed) -> tuple[list[Unit], bool]:
-        """Empty the dead uploader's mailbox; also say whether a stop was queued in it."""
-        if self._router is not None:
-            # Once the router answers, it has sent its last message to the dead actor.
-            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                self._router.ask(Sync(), timeout=5)
-        envelopes = drain(report.inbox)
-        report.queued.add(-counted_in(envelopes))  # out of the mailbox, into our hands
-        report.handed_over.set()
-        stop = any(isinstance(env.message, pykka.messages._ActorStop) for env in envelopes)
-        return units_in(envelopes), stop
-
-    def _restart(self, message: Restart) -> None:
-        held = self._held.pop(message.slot, None)
-        if held is None:
-            return  # already dealt with by a shutdown
-        ref = self._factory(message.slot, self.actor_ref)
-        ref.tell(Parcel(held, counted=False))
-        self._observer.restarted()
-        self._set_slot(message.slot, ref)
-        log.warning(
-            "restarted uploader[%d] and redelivered %d message(s) to it",
-            message.slot,
-            len(held),
-            extra={
-                "event": "uploader_restarted",
-                "actor": f"uploader[{message.slot}]",
-                "slot": message.slot,
-                "redelivered": len(held),
-                "restarts_in_period": len(self._restarts[message.slot]),
-            },
-        )
-
-    def _give_up(self, report: Crashed, messages: list[Unit], fields: dict[str, Any]) -> None:
-        self._set_slot(report.slot, None)
-        placed = 0
-        if messages and self._router is not None:
-            try:
-                placed = self._router.ask(Redeliver(messages), timeout=10)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                placed = 0
-        self._dead_letter(messages[placed:], f"{report.actor} was given up")
-        left = sum(ref is not None for ref in self._slots)
-        log.critical(
-            "gave up on slot %d: %s crashed %d times within %.0fs (last: %s); "
-            "%d message(s) redelivered to other slots, %d spooled; %d slot(s) left",
-            report.slot,
-            report.actor,
-            len(self._restarts[report.slot]),
-            self._policy.period,
-            report.cause,
-            placed,
-            len(messages) - placed,
-            left,
-            extra={
-                "event": "slot_given_up",
-                "redelivered": placed,
-                "spooled": len(messages) - placed,
-                "slots_left": left,
-                **fields,
-            },
-        )
-        if left == 0:
-            log.critical(
-                "no uploader slot is left: every new collection is refused with 503",
-                extra={"event": "no_slots_left"},
+        if len(window) <= self._policy.max_restarts and report.escalation:
+            delay = self._policy.backoff(len(window))
+            log.error(
+                "supervisor %s escalated (%s); %s restarts that level afresh in %.2fs "
+                "(restart %d of %d allowed in %.0fs)",
+                report.child,
+                report.cause,
+                self,
+                delay,
+                len(window),
+                self._policy.max_restarts,
+                self._policy.period,
+                extra={"event": "escalation_granted", "restart_in": round(delay, 3), **fields},
             )
+            return Restart(delay)
+        if len(window) <= self._policy.max_restarts:
+            delay = self._policy.backoff(len(window))
+            log.error(
+                "%s crashed (%s) holding %d in flight, %d more in hand and %d queued; "
+                "restarting it in %.2fs (restart %d of %d allowed in %.0fs); its mailbox is kept",
+                report.child,
+                report.cause,
+                report.in_flight,
+                report.in_hand,
+                report.queued,
+                delay,
+                len(window),
+                self._policy.max_restarts,
+                self._policy.period,
+                extra={
+                    "event": "actor_crashed",
+                    "in_flight": report.in_flight,
+                    "in_hand": report.in_hand,
+                    "queued": report.queued,
+                    "restart_in": round(delay, 3),
+                    "restarts_in_period": len(window),
+                    **fields,
+                },
+            )
+            self._observer.restarted()
+            return Restart(delay)
+        reason = (
+            f"{report.child} crashed {len(window)} times within {self._policy.period:.0f}s "
+            f"(last: {report.cause})"
+        )
+        above = "its parent" if self._parent is not None else "the process"
+        log.critical(
+            "%s: more than %d restarts; supervisor %s escalates to %s",
+            reason,
+            self._policy.max_restarts,
+            self.name,
+            above,
+            extra={"event": "escalated", "restarts_in_period": len(window), **fields},
+        )
+        self._observer.escalated()
+        directive = self._escalate(reason)
+        if isinstance(directive, GiveUp):
+            self._gave_up = directive.reason
+            return directive
+        self._restarts.clear()  # this level restarts afresh
+        log.warning(
+            "supervisor %s restarts afresh: %s gets another %d restarts",
+            self.name,
+            report.child,
+            self._policy.max_restarts,
+            extra={"event": "level_restarted", **fields},
+        )
+        return Restart(max(directive.delay, self._policy.backoff_cap))
 
-    def _shut_down(self) -> int:
-        self._shutting_down = True
-        held = [p for messages in self._held.values() for p in messages]
-        self._held.clear()
-        self._dead_letter(held, "shutting down while waiting to restart an uploader")
-        return len(held)
-
-    def _set_slot(self, slot: int, ref: pykka.ActorRef[Any] | None) -> None:
-        self._slots[slot] = ref
-        if self._router is not None:
-            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                self._router.ask(ReplaceSlot(slot, ref), timeout=5)
-
-    def _tell_self(self, message: Any) -> None:
+    def _escalate(self, reason: str) -> Directive:
+        if self._parent is None:
+            if self._on_exhausted is not None:
+                self._on_exhausted(reason)
+            return GiveUp(f"the supervision tree gave up: {reason}")
         try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            if isinstance(message, Restart):
-                self._dead_letter(message.units, "supervisor stopped before the restart")
+            return self._parent.ask(
+                Failed(self.name, reason, escalation=True), timeout=ESCALATION_TIMEOUT
+            )
+        except Exception as error:
+            log.error("supervisor %s: its parent did not answer (%s)", self.name, error)
+            return Restart(self._policy.backoff_cap)

@@ -1,34 +1,53 @@
-"""Starting the actors in a fixed order and draining them on the way down.
+"""The supervision tree, started in a fixed order and drained on the way down.
 
-Start: the supervisor (which starts one uploader per slot), then the router over those slots.
-Stop: the router first (no new work), then every uploader finishes its mailbox; whatever cannot
-be uploaded before the deadline goes to the dead-letter spool, so nothing accepted is lost.
+    root (SupervisorActor)            gives up -> the process drains and exits non-zero
+    |-- router (RouterActor)
+    `-- uploaders (SupervisorActor)   escalates to root
+        `-- uploader[0..n-1] (UploaderActor)
+
+Start: the supervisors, the uploaders, then the router over them. Stop: admit nothing more,
+let the router place what it was given, let every uploader empty its mailbox into S3, and at
+the deadline sweep whatever the ledger still owes into the spool in one write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from actors.batching import Batch, BatchLimits
-from actors.delivery import Delivery, PayloadStore, Spool, Unit, payloads_of
+from actors.batching import BatchLimits
+from actors.delivery import Delivery
 from actors.dispatcher import Dispatcher
-from actors.messages import AttachRouter, CurrentSlots, Parcel, Payload, ShutDown, Status
+from actors.ledger import Ledger, LedgerSnapshot
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline, RestartPolicy
 from actors.router import RouterActor
-from actors.slots import SlotState, SlotTable
+from actors.storage import PayloadStore, Spool
 from actors.supervisor import SupervisorActor
-from actors.uploader import UploaderActor, drain, units_in
+from actors.uploader import UploaderActor
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class SystemSnapshot:
+    """What /healthz and the gauges show, read without asking any actor."""
+
+    alive: tuple[bool, ...]  # per uploader slot
+    ledger: LedgerSnapshot
+    router_alive: bool
+    spool_error: str | None
+    gave_up: str | None
+
+
 class ActorSystem:
-    """Owns the supervisor, the uploaders and the router for the life of one serving process."""
+    """Owns the tree for the life of one serving process."""
 
     def __init__(
         self,
@@ -41,115 +60,137 @@ class ActorSystem:
         restart_policy: RestartPolicy | None = None,
         batch_limits: BatchLimits | None = None,
         observer: ActorObserver | None = None,
+        on_exhausted: Callable[[str], None] | None = None,
     ) -> None:
-        self._observer = observer or NoActorObserver()
         self._workers = workers
-        self._max_queue = max_queue
         self._policy = restart_policy or RestartPolicy()
         self._limits = batch_limits or BatchLimits()
+        self._observer = observer or NoActorObserver()
+        self._on_exhausted = on_exhausted
+        self.ledger = Ledger(workers, max_queue)
         self.deadline = Deadline()
-        self._delivery = Delivery(
+        self.delivery = Delivery(
             store,
             spool,
+            self.ledger,
             backoff=backoff or Backoff(),
             deadline=self.deadline,
-            gzipped=self._limits.gzip,
             observer=self._observer,
         )
-        self._states = [SlotState() for _ in range(workers)]
-        self.slots = SlotTable([], self._states, max_queue)
-        self.supervisor: pykka.ActorRef[Any] | None = None
+        self.gave_up: str | None = None
+        self.root: pykka.ActorRef[Any] | None = None
+        self.pool: pykka.ActorRef[Any] | None = None
+        self.uploaders: list[pykka.ActorRef[Any]] = []
         self.router: pykka.ActorRef[Any] | None = None
 
-    def dispatcher(self, timeout: float = 10.0) -> Dispatcher:
-        """The front door for the web layer; call after start()."""
-        assert self.router is not None, "start() first"
-        return Dispatcher(self.router, self.slots, timeout=timeout)
-
     def start(self) -> pykka.ActorRef[Any]:
-        self.supervisor = SupervisorActor.start(
-            self._new_uploader, self._workers, self.dead_letter, self._policy, self._observer
+        policy, observer = self._policy, self._observer
+        self.root = SupervisorActor.start(
+            "root", policy, on_exhausted=self._give_up, observer=observer
         )
-        refs = self.supervisor.ask(CurrentSlots(), timeout=10)
-        self.slots = SlotTable(refs, self._states, self._max_queue)
+        self.pool = SupervisorActor.start("uploaders", policy, parent=self.root, observer=observer)
+        self.uploaders = [
+            UploaderActor.start(
+                slot,
+                self.delivery,
+                self._limits,
+                self.ledger,
+                policy=policy,
+                supervisor=self.pool,
+                on_dead=self._give_up,
+            )
+            for slot in range(self._workers)
+        ]
         self.router = RouterActor.start(
-            self.slots, self.dead_letter, whole_collections=self._limits.enabled
+            self.uploaders,
+            self.ledger,
+            delivery=self.delivery,
+            policy=policy,
+            supervisor=self.root,
+            whole_collections=self._limits.enabled,
+            on_dead=self._give_up,
         )
-        self.supervisor.tell(AttachRouter(self.router))
         log.info(
-            "actors started: %d uploaders, mailboxes of %d payloads each",
+            "actors started: a router and %d uploaders under supervision, mailboxes of %d "
+            "payloads each",
             self._workers,
-            self._max_queue,
+            self.ledger.max_queue,
             extra={"event": "actors_started", "workers": self._workers},
         )
         return self.router
 
-    def _new_uploader(self, slot: int, supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-        return UploaderActor.start(
-            slot, self._delivery, self._limits, state=self._states[slot], supervisor=supervisor
+    def dispatcher(self) -> Dispatcher:
+        """The front door for the web layer; call after start()."""
+        assert self.router is not None, "start() first"
+        return Dispatcher(self.router, self.ledger)
+
+    def snapshot(self) -> SystemSnapshot:
+        return SystemSnapshot(
+            tuple(ref.is_alive() for ref in self.uploaders),
+            self.ledger.snapshot(),
+            self.router is not None and self.router.is_alive(),
+            self.delivery.spool_error,
+            self.gave_up,
         )
 
-    def dead_letter(self, units: list[Unit], reason: str) -> None:
-        self._delivery.dead_letter(units, reason)
+    def _give_up(self, reason: str) -> None:
+        """The top of the tree gave up: admit nothing more and have the process stop."""
+        if self.gave_up is not None:
+            return
+        self.gave_up = reason
+        self.ledger.close()
+        log.critical(
+            "the supervision tree gave up (%s): refusing new collections, draining, then "
+            "exiting with status 1 so the platform restarts the process",
+            reason,
+            extra={"event": "gave_up", "reason": reason},
+        )
+        if self._on_exhausted is not None:
+            self._on_exhausted(reason)
 
-    @property
-    def uploaders(self) -> list[pykka.ActorRef[Any] | None]:
-        if self.supervisor is None:
-            return []
-        return self.supervisor.ask(CurrentSlots(), timeout=5)
+    def drain(self, timeout: float) -> int:
+        """Stop taking work, upload what is queued, spool what is owed at the deadline.
 
-    def status(self) -> Status:
-        if self.router is None:
-            return Status()
-        return self.router.ask(Status(), timeout=5)
-
-    def drain(self, timeout: float) -> None:
-        """Stop taking work, upload what the mailboxes hold, spool what is left at the deadline.
-
-        Uploads go on until `timeout - margin`; then retries stop, every remaining message is
-        spooled, and this returns within `timeout` whatever S3 is doing.
+        Uploads go on until `timeout - margin`; then retries stop and whatever the ledger
+        still owes is spooled in one write. Returns how many payloads could be neither
+        uploaded nor spooled (0 unless the spool is unwritable to the end).
         """
         started = time.monotonic()
         margin = min(3.0, timeout / 4)
         self.deadline.set(started + timeout - margin)
-        uploaders = [ref for ref in self.uploaders if ref is not None]
+        self.ledger.close()
         if self.router is not None:
-            self.router.stop(block=True, timeout=5)
-        if self.supervisor is not None:
-            self.supervisor.ask(ShutDown(), timeout=5)
-        for ref in uploaders:
-            try:
+            self._stop(self.router)
+        for ref in self.uploaders:
+            with contextlib.suppress(pykka.ActorDeadError):
                 ref.stop(block=False)
-            except pykka.ActorDeadError:
-                continue
-        for ref in uploaders:
+        for ref in self.uploaders:
             ref.actor_stopped.wait(self.deadline.remaining())
-        left = self._spool_leftovers(uploaders)
-        if self.supervisor is not None:
-            self.supervisor.stop(block=True, timeout=5)
+        owed = self.ledger.outstanding()
+        lost = 0
+        if owed:
+            reason = "shutdown deadline reached before these were uploaded"
+            if not self.delivery.sweep(owed, reason, until=started + timeout - 0.2):
+                lost = len(owed)
+                log.critical(
+                    "could not write %d payload(s) to the spool before the shutdown deadline "
+                    "(%s): they are lost",
+                    lost,
+                    self.delivery.spool_error,
+                    extra={"event": "payloads_lost", "payloads": lost},
+                )
+        for ref in (self.pool, self.root):
+            if ref is not None:
+                self._stop(ref)
         log.info(
             "actors drained in %.1fs; %d payload(s) spooled for replay at the deadline",
             time.monotonic() - started,
-            left,
-            extra={"event": "actors_drained", "spooled": left},
+            len(owed) - lost,
+            extra={"event": "actors_drained", "spooled": len(owed) - lost, "lost": lost},
         )
+        return lost
 
-    def _spool_leftovers(self, uploaders: list[pykka.ActorRef[Any]]) -> int:
-        """Past the deadline: take what is still queued or in flight and write it to the spool.
-
-        An in-flight payload whose put is still running may land as well; its key is fixed, so
-        the replay overwrites the same object rather than duplicating it.
-        """
-        leftovers: list[Unit] = []
-        for ref in uploaders:
-            if not ref.is_alive():
-                continue
-            envelopes = drain(ref.actor_inbox)
-            leftovers += units_in(envelopes)
-            for envelope in envelopes:  # put the stop request (and any flush) back
-                if not isinstance(envelope.message, Payload | Batch | Parcel):
-                    ref.actor_inbox.put(envelope)
-        for state in self._states:
-            leftovers += state.held()
-        self.dead_letter(leftovers, "shutdown deadline reached before these were uploaded")
-        return sum(len(payloads_of(unit)) for unit in leftovers)
+    def _stop(self, ref: pykka.ActorRef[Any]) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.stop(block=False)
+        ref.actor_stopped.wait(max(self.deadline.remaining(), 0.1))

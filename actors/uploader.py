@@ -1,187 +1,124 @@
-"""The uploader: takes payloads from its own mailbox and stores them, alone or in batches.
+"""The uploader: takes units from its own mailbox and stores them, alone or in batches.
 
-Only a bug (an exception escaping the handler) crashes an uploader (S3 trouble is handled in
-`Delivery`); then its last act is to hand everything it held, in flight, in open batches
-and in its mailbox, to its supervisor, because pykka would otherwise discard it.
+S3 trouble is handled in `Delivery` and never crashes it; only a bug does, and then the
+actor hosting it (`SupervisedActor`) restarts a fresh `Uploader` with everything this one
+held, while the mailbox waits untouched.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
-import queue
 import threading
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pykka
 
-from actors.batching import Batch, BatchLimits, OpenBatches
-from actors.delivery import Delivery, Unit
-from actors.messages import Crashed, Flush, Parcel, Payload
-from actors.slots import SlotState, weight
+from actors.batching import BatchLimits, OpenBatches
+from actors.delivery import Delivery
+from actors.ledger import Ledger
+from actors.messages import Deliver, Flush, Payload, Unit
+from actors.retry import RestartPolicy
+from actors.supervised import Salvage, SupervisedActor
 
 log = logging.getLogger(__name__)
 
 
-class UploaderActor(pykka.ThreadingActor):
-    """Stores each payload it receives, or each batch it fills; the router bounds its mailbox."""
-
-    use_daemon_thread = True
+class Uploader:
+    """One uploader's behaviour: its open batches and the units it is working through."""
 
     def __init__(
         self,
         slot: int,
         delivery: Delivery,
         limits: BatchLimits,
-        *,
-        state: SlotState,
-        supervisor: pykka.ActorRef[Any] | None = None,
+        ledger: Ledger,
+        ref: pykka.ActorRef[Any],
     ) -> None:
-        super().__init__()
-        self.slot = slot
+        self._slot = slot
+        self._name = f"uploader[{slot}]"
         self._delivery = delivery
         self._limits = limits
-        self._state = state
+        self._ledger = ledger
+        self._ref = ref
         self._open = OpenBatches(limits)
-        state.in_flight = None
-        state.open = self._open
-        self._supervisor = supervisor
+        self._in_flight: Unit | None = None
+        self._in_hand: collections.deque[Unit] = collections.deque()  # taken, not yet done
 
-    def __str__(self) -> str:
-        return f"uploader[{self.slot}]"
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Payload | Batch):
-            self._state.queued.add(-weight([message]))
-            return self._take(message)
-        if isinstance(message, Parcel):
-            if message.counted:
-                self._state.queued.add(-weight(message.payloads))
-            return self._work_through(message.payloads)
-        if isinstance(message, Flush):
+    def receive(self, message: Any) -> None:
+        if isinstance(message, Deliver):
+            self._ledger.taken(self._slot, message.weight)
+            self._in_hand.extend(message.units)
+            self._work_through()
+        elif isinstance(message, Flush):
             batch = self._open.take(message.batch_id)
             if batch is not None:
-                self._store(batch)
-            return None
-        return super().on_receive(message)
-
-    def on_stop(self) -> None:
-        """Shutdown flushes partial batches."""
-        for batch in self._open.take_all():
-            self._store(batch)
-
-    def _work_through(self, units: list[Any]) -> None:
-        """Take the units of a parcel one by one, keeping track so a crash loses none."""
-        self._state.parcel = units
-        for index, unit in enumerate(units):
-            self._state.next_index = index + 1
-            self._take(unit)
-        self._state.parcel = None
-
-    def _take(self, unit: Unit) -> None:
-        if isinstance(unit, Batch):  # handed back after a crash: stored as it was
-            self._store(unit)
-        elif self._limits.enabled:
-            self._collect(unit)
+                self._in_hand.append(batch)
+                self._work_through()
         else:
-            self._store(unit)
+            log.warning("%s: unexpected message %r", self._name, message)
+
+    def take(self, unit: Unit) -> None:
+        self._in_hand.append(unit)
+        self._work_through()
+
+    def salvage(self) -> Salvage:
+        in_flight, self._in_flight = self._in_flight, None
+        held = list(self._in_hand) + list(self._open.take_all())
+        self._in_hand.clear()
+        return Salvage(in_flight, held, self._ledger.snapshot().depths[self._slot])
+
+    def stop(self) -> None:
+        """Shutdown stores partial batches."""
+        self._in_hand.extend(self._open.take_all())
+        self._work_through()
+
+    def _work_through(self) -> None:
+        while self._in_hand:
+            unit = self._in_flight = self._in_hand.popleft()
+            if unit.sealed or not self._limits.enabled:
+                self._delivery.deliver(unit, self._name)
+            else:
+                self._collect(cast(Payload, unit))  # unsealed units are payloads
+            self._in_flight = None
 
     def _collect(self, payload: Payload) -> None:
-        self._state.in_flight = payload
-        opened, sealed = self._open.add(payload, self._delivery.store.encode(payload.document))
-        self._state.in_flight = None
+        line = self._delivery.store.encode(payload.document)
+        opened, sealed = self._open.add(payload, line)
         if opened is not None:
             timer = threading.Timer(self._limits.max_wait, self._flush_later, (opened.id,))
             timer.daemon = True
             timer.start()
-        for batch in sealed:
-            self._store(batch)
+        self._in_hand.extendleft(reversed(sealed))
 
     def _flush_later(self, batch_id: str) -> None:
-        # If the actor has stopped or crashed, its open batches were flushed or handed over.
+        # Once the actor has stopped, its open batches were stored at its stop.
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(Flush(batch_id))
+            self._ref.tell(Flush(batch_id))
 
-    def _store(self, unit: Unit) -> None:
-        self._state.in_flight = unit
-        self._delivery.deliver(unit, str(self))
-        self._state.in_flight = None
 
-    def on_failure(
+class UploaderActor(SupervisedActor):
+    """One uploader slot for the life of the process; its behaviour restarts, its mailbox stays."""
+
+    def __init__(
         self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
+        slot: int,
+        delivery: Delivery,
+        limits: BatchLimits,
+        ledger: Ledger,
+        *,
+        policy: RestartPolicy,
+        supervisor: pykka.ActorRef[Any] | None,
+        on_dead: Callable[[str], None] | None = None,
     ) -> None:
-        """Hand what it held and the whole mailbox over before pykka discards them."""
-        cause = f"{getattr(exception_type, '__name__', 'Exception')}: {exception_value}"
-        handed_over = threading.Event()
-        report = Crashed(
-            slot=self.slot,
-            actor=str(self),
-            cause=cause,
-            in_flight=self._state.in_flight,
-            held=self._state.take_held(),
-            inbox=self.actor_inbox,
-            queued=self._state.queued,
-            handed_over=handed_over,
+        super().__init__(
+            f"uploader[{slot}]",
+            lambda ref: Uploader(slot, delivery, limits, ledger, ref),
+            supervisor=supervisor,
+            delivery=delivery,
+            policy=policy,
+            on_dead=on_dead,
         )
-        self._state.in_flight = None  # from here on, the report owns it
-        try:
-            if self._supervisor is None:
-                raise pykka.ActorDeadError("no supervisor")
-            self._supervisor.tell(report)
-        except pykka.ActorDeadError:
-            self._spool_everything(report)
-            return
-        if not handed_over.wait(timeout=30):
-            log.error("%s: supervisor did not take over its mailbox; spooling it", self)
-            self._spool_everything(report)
-
-    def _spool_everything(self, report: Crashed) -> None:
-        """No supervisor to hand over to (shutting down): keep the messages on disk instead."""
-        self._delivery.dead_letter(
-            everything_in(report),
-            reason=f"{self} crashed ({report.cause}) with no supervisor to restart it",
-        )
-
-
-def everything_in(report: Crashed) -> list[Unit]:
-    """All a crashed uploader held, in order: in flight, in hand, then its mailbox (drained)."""
-    in_flight = [report.in_flight] if report.in_flight is not None else []
-    return in_flight + report.held + units_in(drain(report.inbox))
-
-
-def units_in(envelopes: list[Any]) -> list[Unit]:
-    """The payloads and batches in these envelopes, parcels unpacked, in order."""
-    units: list[Unit] = []
-    for envelope in envelopes:
-        message = envelope.message
-        if isinstance(message, Parcel):
-            units += message.payloads
-        elif isinstance(message, Payload | Batch):
-            units.append(message)
-    return units
-
-
-def counted_in(envelopes: list[Any]) -> int:
-    """How many payloads of these envelopes the mailbox gauge counted in."""
-    total = 0
-    for envelope in envelopes:
-        message = envelope.message
-        if isinstance(message, Parcel) and message.counted:
-            total += weight(message.payloads)
-        elif isinstance(message, Payload | Batch):
-            total += weight([message])
-    return total
-
-
-def drain(inbox: Any) -> list[Any]:
-    """Take every envelope out of a pykka inbox without blocking."""
-    envelopes = []
-    while True:
-        try:
-            envelopes.append(inbox.get_nowait())
-        except queue.Empty:
-            return envelopes
+        self.slot = slot

@@ -69,7 +69,27 @@ class Metrics:
         self.spool_files = Gauge(
             "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="max"
         )
-        self.restarts = Counter("mailroom_supervisor_restarts_total", "Uploader restarts")
+        self.restarts = Counter(
+            "mailroom_supervisor_restarts_total", "Actor restarts granted by a supervisor"
+        )
+        self.escalations = Counter(
+            "mailroom_supervisor_escalations_total",
+            "Restart intensity exceeded: a supervisor escalated to its parent",
+        )
+        self.spool_failures = Counter(
+            "mailroom_spool_write_failures_total",
+            "Spool writes that failed (what they held stayed in memory, retried)",
+        )
+        self.spool_writable = Gauge(
+            "mailroom_spool_writable",
+            "1 if the last spool write worked (or none failed yet), 0 if it failed",
+            multiprocess_mode="min",
+        )
+        self.held = Gauge(
+            "mailroom_payloads_held",
+            "Payloads accepted and not yet durable (neither in S3 nor in the spool)",
+            multiprocess_mode="livesum",
+        )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
 
     # web observer
@@ -103,8 +123,14 @@ class Metrics:
     def spooled(self, payloads: int) -> None:
         self.spooled_payloads.inc(payloads)
 
+    def spool_failed(self) -> None:
+        self.spool_failures.inc()
+
     def restarted(self) -> None:
         self.restarts.inc()
+
+    def escalated(self) -> None:
+        self.escalations.inc()
 
     def sample_every(self, seconds: float, read: Callable[[], dict]) -> threading.Thread:
         """Refresh the gauges from `read()` (the /healthz snapshot) in a daemon thread."""
@@ -118,6 +144,8 @@ class Metrics:
                     self.slots_alive.set(state["slots_alive"])
                     self.spool_files.set(state["spool"]["files"])
                     self.spool_bytes.set(state["spool"]["bytes"])
+                    self.spool_writable.set(int(state["spool"]["writable"]))
+                    self.held.set(state["held"])
                 except Exception:  # a failed reading must not end the sampling
                     pass
                 stop.wait(seconds)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 from actors import ActorSystem
 from actors.batching import BatchLimits
@@ -31,7 +34,11 @@ log = logging.getLogger("mailroom")
 
 
 def build_system(
-    settings: Settings, handle: StoreHandle, spool: DeadLetterSpool, metrics: Metrics
+    settings: Settings,
+    handle: StoreHandle,
+    spool: DeadLetterSpool,
+    metrics: Metrics,
+    on_exhausted: Callable[[str], None] | None = None,
 ) -> ActorSystem:
     return ActorSystem(
         handle.store,
@@ -49,7 +56,13 @@ def build_system(
             gzip=settings.batch_gzip,
         ),
         observer=metrics,
+        on_exhausted=on_exhausted,
     )
+
+
+def stop_this_process(reason: str) -> None:
+    """The supervision tree gave up: stop as on SIGTERM (refuse, drain, spool), then exit 1."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(settings: Settings, worker: int | None = None) -> int:
@@ -61,17 +74,17 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     spool.prepare()
     handle = open_store(settings, start_embedded=True)
     metrics = Metrics()
-    system = build_system(settings, handle, spool, metrics)
+    system = build_system(settings, handle, spool, metrics, stop_this_process)
     system.start()
     draining = threading.Event()
     stopping = Stopping(draining)
-    metrics.sample_every(1.0, lambda: _snapshot(system, spool))
+    metrics.sample_every(1.0, lambda: health_report(system, spool))
     try:
         app = create_app(
             system.dispatcher(),
             settings,
             draining,
-            health=lambda: {**_snapshot(system, spool), "draining": draining.is_set()},
+            health=lambda: {**health_report(system, spool), "draining": draining.is_set()},
             metrics=render_metrics,
             observer=metrics,
         )
@@ -106,9 +119,18 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     finally:
         stopping.disarm()
         elapsed = time.monotonic() - (stopping.since or time.monotonic())
-        system.drain(max(settings.shutdown_timeout - elapsed, 1.0))
+        lost = system.drain(max(settings.shutdown_timeout - elapsed, 1.0))
         handle.close()
-    log.info("shut down cleanly in %.1fs", time.monotonic() - (stopping.since or time.monotonic()))
+    took = time.monotonic() - (stopping.since or time.monotonic())
+    if system.gave_up is not None or lost:
+        log.critical(
+            "shut down in %.1fs after a failure (%s); exiting with status 1",
+            took,
+            system.gave_up or f"{lost} payload(s) lost",
+            extra={"event": "shut_down", "exit_code": 1},
+        )
+        return 1
+    log.info("shut down cleanly in %.1fs", took, extra={"event": "shut_down", "exit_code": 0})
     return 0
 
 
@@ -130,13 +152,26 @@ def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
     threading.Thread(target=replay, name="spool-replay", daemon=True).start()
 
 
-def _snapshot(system: ActorSystem, spool: DeadLetterSpool) -> dict:
-    """Slots (as the router sees them) and spool: what /healthz shows and the gauges sample."""
-    status = system.status()
+def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]:
+    """What /healthz shows and the gauges sample: from the ledger, no actor is asked."""
+    state = system.snapshot()
     files, size = spool.footprint()
     return {
-        "slots_alive": sum(slot.alive for slot in status.slots),
-        "slots": [{"slot": s.slot, "alive": s.alive, "depth": s.depth} for s in status.slots],
-        "spool": {"files": files, "bytes": size},
+        "slots_alive": sum(state.alive),
+        "slots": [
+            {"slot": slot, "alive": alive, "depth": depth}
+            for slot, (alive, depth) in enumerate(
+                zip(state.alive, state.ledger.depths, strict=True)
+            )
+        ],
+        "router_alive": state.router_alive,
+        "held": state.ledger.outstanding,
+        "gave_up": state.gave_up,
+        "spool": {
+            "files": files,
+            "bytes": size,
+            "writable": state.spool_error is None,
+            "error": state.spool_error,
+        },
         "pid": os.getpid(),
     }

@@ -127,8 +127,9 @@ class ServiceProcess:
 class GatedStore(RecordingStore):
     """A store whose uploads of documents carrying {"gate": name} wait until that gate opens.
 
-    A document carrying {"boom": true} makes `put` raise as a bug would (crashing the
-    uploader); {"crash_times": n} does so only the first n times that document is seen.
+    A document carrying {"boom": true} makes encoding it raise as a bug would (crashing the
+    uploader's behaviour, not S3); {"crash_times": n} does so only the first n times that
+    document is encoded. `seen` counts encodings per key, `entered` puts begun.
     """
 
     def __init__(self) -> None:
@@ -149,17 +150,76 @@ class GatedStore(RecordingStore):
             for event in self.gates.values():
                 event.set()
 
+    def object_for(
+        self, document: Any, *, version: str, received_at: float, unique: str
+    ) -> S3Object:
+        obj = super().object_for(document, version=version, received_at=received_at, unique=unique)
+        self._maybe_crash(document, obj.key)
+        return obj
+
+    def encode(self, document: Any) -> bytes:
+        self._maybe_crash(document, str(document))
+        return super().encode(document)
+
+    def _maybe_crash(self, document: Any, key: str) -> None:
+        with self._lock:
+            self.seen[key] = seen = self.seen.get(key, 0) + 1
+        if document.get("boom") or seen <= document.get("crash_times", 0):
+            raise RuntimeError(f"injected bug while encoding {key}")
+
     def put(self, obj: S3Object) -> None:
-        document = orjson.loads(obj.body)
         with self._lock:
             self.entered += 1
             self.thread_of[obj.key] = threading.current_thread().name
-            self.seen[obj.key] = seen = self.seen.get(obj.key, 0) + 1
-        if "gate" in document and not self.opened:
-            self.gate(document["gate"]).wait(timeout=30)
-        if document.get("boom") or seen <= document.get("crash_times", 0):
-            raise RuntimeError(f"injected bug while storing {obj.key}")
+        if not self.opened and b'"gate"' in obj.body:
+            for document in _documents(obj.body):
+                if "gate" in document:
+                    self.gate(document["gate"]).wait(timeout=30)
         super().put(obj)
+
+
+def _documents(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+
+
+class FlakyStore(RecordingStore):
+    """S3 that fails every put while `down` (retryably, as a 503 would), and counts attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.attempts = 0
+
+    def put(self, obj: S3Object) -> None:
+        with self._lock:
+            self.attempts += 1
+        if self.down:
+            from store import StoreError
+
+            raise StoreError(obj.key, "S3 answered 503 SlowDown", retryable=True)
+        super().put(obj)
+
+
+class BrokenSpool:
+    """A spool whose writes fail like a full disk while `broken`; else a real spool."""
+
+    def __init__(self, directory: Path) -> None:
+        from store.spool import DeadLetterSpool
+
+        self.real = DeadLetterSpool(directory)
+        self.broken = False
+        self.failures = 0
+
+    def write(self, objects: list[S3Object], *, reason: str) -> Path | None:
+        if self.broken:
+            self.failures += 1
+            raise OSError(28, "No space left on device")
+        return self.real.write(objects, reason=reason)
+
+    def keys(self) -> list[str]:
+        from store.spool import _read
+
+        return [obj.key for path in self.real.files() for obj in _read(path)]
 
 
 def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:

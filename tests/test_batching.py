@@ -13,7 +13,6 @@ import pytest
 
 from actors import ActorSystem, Payload
 from actors.batching import BatchLimits
-from actors.messages import Route, Routed
 from actors.retry import RestartPolicy
 from store import S3Object, S3Store
 from store.spool import DeadLetterSpool
@@ -40,8 +39,8 @@ def start(store: Any, tmp_path: Path, limits: BatchLimits, workers: int = 1) -> 
     return system
 
 
-def route(system: ActorSystem, batch: list[Payload]) -> Routed:
-    return system.router.ask(Route(batch), timeout=5)
+def route(system: ActorSystem, batch: list[Payload]) -> int:
+    return system.dispatcher().admit(tuple(batch))
 
 
 def stored_docs(store: RecordingStore) -> list[dict]:
@@ -52,7 +51,7 @@ def test_full_batches_are_written_at_once_and_the_rest_when_it_has_waited(tmp_pa
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=5, max_wait=0.3))
     sent = payloads(12)
-    assert route(system, sent) == Routed(12)
+    assert route(system, sent) == 12
     wait_for(lambda: len(store.saved) == 2, timeout=5)
     sizes = sorted(len(docs) for docs in store.saved.values())
     assert sizes == [5, 5]  # the partial batch of 2 waits for its age limit
@@ -65,7 +64,7 @@ def test_a_batch_is_flushed_when_it_reaches_its_byte_limit(tmp_path) -> None:
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=1000, max_bytes=2000, max_wait=60))
     sent = payloads(10, pad="x" * 480)  # ~500 bytes a line: 4 fit under 2000
-    assert route(system, sent) == Routed(10)
+    assert route(system, sent) == 10
     wait_for(lambda: len(store.saved) == 2, timeout=5)
     assert sorted(len(docs) for docs in store.saved.values()) == [4, 4]
     system.drain(timeout=5)
@@ -75,7 +74,7 @@ def test_a_batch_is_flushed_when_it_reaches_its_byte_limit(tmp_path) -> None:
 def test_each_version_gets_its_own_batches(tmp_path) -> None:
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=3, max_wait=60))
-    assert route(system, payloads(3, "a") + payloads(3, "b")) == Routed(6)
+    assert route(system, payloads(3, "a") + payloads(3, "b")) == 6
     wait_for(lambda: len(store.saved) == 2, timeout=5)
     versions = {key.split("/")[0] for key in store.saved}
     assert versions == {"a", "b"}
@@ -85,35 +84,36 @@ def test_shutdown_flushes_partial_batches(tmp_path) -> None:
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=60), workers=2)
     first, second = payloads(4), payloads(3)
-    assert route(system, first) == Routed(4)
-    assert route(system, second) == Routed(3)  # round robin: the other uploader
+    assert route(system, first) == 4
+    assert route(system, second) == 3  # round robin: the other uploader
     system.drain(timeout=5)
     assert sorted(len(docs) for docs in store.saved.values()) == [3, 4]
     assert sorted(d["n"] for d in stored_docs(store)) == [0, 0, 1, 1, 2, 2, 3]
 
 
 class CrashOnceStore(RecordingStore):
-    """The first put of a batch holding {"crash": true} raises, as a bug would."""
+    """Encoding a batch holding {"crash": true} raises the first time, as a bug would."""
 
     def __init__(self) -> None:
         super().__init__()
         self.attempts: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def put(self, obj: S3Object) -> None:
+    def batch_object(self, lines: list[bytes], **kw: Any) -> S3Object:
+        obj = super().batch_object(lines, **kw)
         with self.lock:
             self.attempts[obj.key] = self.attempts.get(obj.key, 0) + 1
             first = self.attempts[obj.key] == 1
         if first and b'"crash":true' in obj.body:
             raise RuntimeError("injected bug")
-        super().put(obj)
+        return obj
 
 
-def test_a_crash_hands_the_batch_over_whole_and_it_keeps_its_key(tmp_path) -> None:
+def test_a_crash_redoes_the_batch_whole_and_it_keeps_its_key(tmp_path) -> None:
     store = CrashOnceStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=4, max_wait=60))
     sent = payloads(3) + payloads(1, crash=True) + payloads(2)
-    assert route(system, sent) == Routed(6)
+    assert route(system, sent) == 6
     wait_for(lambda: len(store.saved) == 1, timeout=5)
     [(key, docs)] = store.saved.items()
     assert store.attempts[key] == 2  # crashed once, then the same key landed
@@ -146,7 +146,7 @@ def test_in_batched_mode_a_collection_goes_whole_to_one_mailbox(tmp_path) -> Non
     store = RecordingStore()
     system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=60), workers=3)
     for _ in range(3):
-        assert route(system, payloads(5)) == Routed(5)
+        assert route(system, payloads(5)) == 5
     system.drain(timeout=5)
     assert sorted(len(docs) for docs in store.saved.values()) == [5, 5, 5]
 
@@ -158,6 +158,6 @@ def test_a_collection_bigger_than_any_one_mailbox_is_spread(tmp_path) -> None:
         store, DeadLetterSpool(tmp_path / "spool"), workers=3, max_queue=4, batch_limits=limits
     )
     system.start()
-    assert route(system, payloads(10)) == Routed(10)  # 4 + 3 + 3
+    assert route(system, payloads(10)) == 10  # 4 + 3 + 3
     system.drain(timeout=5)
     assert sorted(len(docs) for docs in store.saved.values()) == [3, 3, 4]

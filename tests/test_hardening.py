@@ -17,6 +17,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from actors import ActorSystem
 from config import Settings
+from mailroom.service import health_report
 from store.spool import DeadLetterSpool
 from tests.support import RecordingStore
 from web import create_app
@@ -39,15 +40,11 @@ def config() -> Settings:
 
 
 @pytest.fixture
-def client(system: ActorSystem, config: Settings) -> falcon.testing.TestClient:
+def client(system: ActorSystem, config: Settings, tmp_path: Path) -> falcon.testing.TestClient:
+    spool = DeadLetterSpool(tmp_path / "spool")
+
     def health() -> dict[str, Any]:
-        slots = system.status().slots
-        return {
-            "draining": False,
-            "slots_alive": sum(s.alive for s in slots),
-            "slots": [{"slot": s.slot, "alive": s.alive, "depth": s.depth} for s in slots],
-            "spool": {"files": 0, "bytes": 0},
-        }
+        return {**health_report(system, spool), "draining": False}
 
     app = create_app(system.dispatcher(), config, health=health)
     return falcon.testing.TestClient(app)

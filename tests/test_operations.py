@@ -108,7 +108,8 @@ def test_healthz_of_the_running_service(sink, tmp_path) -> None:
         body = answer.json()
         assert (body["status"], body["draining"], body["slots_alive"]) == ("ok", False, 3)
         assert [s["slot"] for s in body["slots"]] == [0, 1, 2]
-        assert body["spool"] == {"files": 0, "bytes": 0}
+        assert body["spool"] == {"files": 0, "bytes": 0, "writable": True, "error": None}
+        assert (body["held"], body["router_alive"], body["gave_up"]) == (0, True, None)
     finally:
         service.stop()
 

@@ -79,3 +79,36 @@ def test_the_service_replays_the_spool_at_start(sink: S3Sink, tmp_path: Path) ->
     assert code == 0, log
     assert sorted(sink.objects) == sorted(obj.key for obj in left_over)
     assert "replayed the spool: 5 payload(s) landed, 0 still failing" in log
+
+
+def test_sigterm_during_an_outage_keeps_its_backoff_and_spools_everything(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    import time
+
+    from store.spool import DeadLetterSpool, _read
+
+    sink.fail_share(1.0)  # S3 failing fast: every PUT answered 503 SlowDown at once
+    sink.latency = 0.0
+    service = run_service(sink, tmp_path, UPLOAD_RETRY_SECONDS="600", SHUTDOWN_TIMEOUT="8")
+    try:
+        sent = collections(8, 3, "sigterm-outage")
+        answers = post_collections(service.url, sent)
+        assert [status for status, _ in answers] == [202] * 8
+        time.sleep(3)  # the backoff reaches its 2 s cap
+        before = sink.stats.failed_puts
+        time.sleep(3)
+        rate_serving = (sink.stats.failed_puts - before) / 3
+        assert service.proc is not None
+        service.proc.send_signal(15)
+        before = sink.stats.failed_puts
+        time.sleep(3)
+        rate_draining = (sink.stats.failed_puts - before) / 3
+    finally:
+        code, log = service.stop(timeout=20, signal_it=False)
+    assert code == 0, log
+    assert rate_draining <= 2 * max(rate_serving, 1.0), (rate_serving, rate_draining, log)
+    spool = DeadLetterSpool(tmp_path / "spool")
+    spooled = [orjson.loads(obj.body) for path in spool.files() for obj in _read(path)]
+    assert identities(spooled) == identities([d for c in sent for d in c])  # each once
+    assert sink.payload_count() == 0

@@ -159,7 +159,9 @@ def test_ack_mode_stored_answers_200_once_payloads_are_in_s3(sink: S3Sink, tmp_p
         assert answer.status_code == 503
         body = answer.json()
         assert (body["error"], body["accepted"], body["stored"]) == ("not_confirmed", 2, 0)
-        assert "resending creates duplicates" in body["message"]
+        assert (body["spooled"], body["pending"]) == (0, 2)  # never claimed as landing
+        assert "not yet durable" in body["message"]
+        assert "Do not resend" in body["message"]
         wait_for(lambda: sink.payload_count() == 5, timeout=30, interval=0.2)
     finally:
         code, log = service.stop()

@@ -142,6 +142,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "accepted": {"type": "integer"},
                         "stored": {"type": "integer"},
                         "spooled": {"type": "integer"},
+                        "pending": {
+                            "type": "integer",
+                            "description": "accepted, not yet durable: held in memory, retried",
+                        },
                     },
                     "additionalProperties": False,
                 },
@@ -149,8 +153,18 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "type": "object",
                     "required": ["status", "draining", "slots_alive", "slots", "spool"],
                     "properties": {
-                        "status": {"enum": ["ok", "unavailable"]},
+                        "status": {"enum": ["ok", "degraded", "unavailable"]},
                         "draining": {"type": "boolean"},
+                        "gave_up": {
+                            "type": ["string", "null"],
+                            "description": "why the supervision tree gave up (then 503)",
+                        },
+                        "router_alive": {"type": "boolean"},
+                        "held": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "payloads accepted and not yet durable",
+                        },
                         "slots_alive": {"type": "integer", "minimum": 0},
                         "slots": {
                             "type": "array",
@@ -166,10 +180,15 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                         "spool": {
                             "type": "object",
-                            "required": ["files", "bytes"],
+                            "required": ["files", "bytes", "writable"],
                             "properties": {
                                 "files": {"type": "integer", "minimum": 0},
                                 "bytes": {"type": "integer", "minimum": 0},
+                                "writable": {
+                                    "type": "boolean",
+                                    "description": "false while spool writes fail",
+                                },
+                                "error": {"type": ["string", "null"]},
                             },
                         },
                         "pid": {"type": "integer"},

@@ -102,13 +102,14 @@ class PayloadsResource:
         raise JSONError(
             falcon.HTTP_503,
             "not_confirmed",
-            f"all {outcome.accepted} payloads were accepted but only {outcome.landed} are "
-            f"confirmed in S3 after {self._wait_stored:g}s; {outcome.spooled} went to the "
-            "dead-letter spool for replay and the rest are still being uploaded. They will "
-            "land without being sent again: resending creates duplicates.",
+            f"all {outcome.accepted} payloads were accepted, but after {self._wait_stored:g}s "
+            f"only {outcome.landed} are confirmed in S3 and {outcome.spooled} are durably in "
+            f"the dead-letter spool (replayed later); {outcome.pending} are still held in "
+            "memory and being retried, not yet durable. Do not resend: they were accepted.",
             accepted=outcome.accepted,
             stored=outcome.landed,
             spooled=outcome.spooled,
+            pending=outcome.pending,
         )
 
     def _read_body(self, req: falcon.Request) -> bytes:

@@ -1,0 +1,27 @@
+"""What the actors need from storage: an `S3Store` and a `DeadLetterSpool` in production,
+fakes in tests. The actors see only these protocols, never boto3 or the file system."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from store import S3Object
+
+
+class PayloadStore(Protocol):
+    def encode(self, document: Any) -> bytes: ...
+
+    def object_for(
+        self, document: Any, *, version: str, received_at: float, unique: str
+    ) -> S3Object: ...
+
+    def batch_object(
+        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+    ) -> S3Object: ...
+
+    def put(self, obj: S3Object) -> None: ...
+
+
+class Spool(Protocol):
+    def write(self, objects: list[S3Object], *, reason: str) -> Path | None: ...
