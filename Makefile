@@ -30,6 +30,7 @@ clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
 
 # Speed and memory figures: see docs/benchmarks.md. Installs wrk with apt-get if missing.
+bench: BENCH_BASELINE ?= a2ac3f6
 bench: $(STAMP)
 	$(BIN)/python -m bench.put_cost
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))

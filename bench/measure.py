@@ -10,14 +10,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def tree(pid: int) -> list[int]:
-    """The process and all its descendants that are alive now."""
+    """The process and all its descendants that are alive now (started by any of its threads)."""
     pids = [pid]
     for current in pids:
-        try:
-            text = Path(f"/proc/{current}/task/{current}/children").read_text()
-        except OSError:
-            continue
-        pids += [int(child) for child in text.split()]
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pids += [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue
     return pids
 
 
@@ -41,7 +41,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 class TreeSampler:
-    """Samples the tree every `interval` s: peak RSS per process and in total; CPU used."""
+    """Samples the tree every `interval` s: peak RSS per process and in total; CPU used.
+
+    `cpu` is the tree's CPU from entering to the last reading (leaving takes a final one);
+    `cpu_now()` takes a reading at once, to end a window early (the load, not the drain after
+    it). A process seen at the start counts from its reading there, one born later from zero;
+    one that dies counts up to its last reading (at most `interval` s old).
+    """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self._pid = pid
@@ -51,6 +57,7 @@ class TreeSampler:
         self.peak_total_mib = 0.0
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> TreeSampler:
@@ -66,7 +73,14 @@ class TreeSampler:
 
     @property
     def cpu(self) -> float:
-        return sum(self._cpu_last[p] - self._cpu_start.get(p, 0.0) for p in self._cpu_last)
+        """CPU seconds (user + system) the tree used from entering to the last reading."""
+        with self._lock:
+            return sum(self._cpu_last[p] - self._cpu_start.get(p, 0.0) for p in self._cpu_last)
+
+    def cpu_now(self) -> float:
+        """CPU seconds the tree used from entering until now: takes a reading first."""
+        self._sample()
+        return self.cpu
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -75,9 +89,9 @@ class TreeSampler:
     def _sample(self) -> None:
         pids = tree(self._pid)
         sizes = [rss_mib(pid) for pid in pids]
-        self.peak_process_mib = max(self.peak_process_mib, *sizes)
-        self.peak_total_mib = max(self.peak_total_mib, sum(sizes))
-        for pid in pids:
-            reading = cpu_seconds(pid)
-            if reading:
-                self._cpu_last[pid] = reading
+        readings = {pid: cpu_seconds(pid) for pid in pids}
+        with self._lock:
+            self.peak_process_mib = max(self.peak_process_mib, *sizes)
+            self.peak_total_mib = max(self.peak_total_mib, sum(sizes))
+            for pid, reading in readings.items():  # max: two samplers may finish out of order
+                self._cpu_last[pid] = max(reading, self._cpu_last.get(pid, 0.0))

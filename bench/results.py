@@ -15,6 +15,12 @@ class Scenario:
     server: str  # "mailroom" or "naive"
     connections: int
     env: dict[str, str] = field(default_factory=dict)
+    ref: str = ""  # a baseline: the short commit whose code the server runs; "" = this work tree
+
+    @property
+    def base_name(self) -> str:
+        """The name without the baseline's " @ commit"."""
+        return self.name.removesuffix(f" @ {self.ref}") if self.ref else self.name
 
 
 @dataclass
@@ -33,10 +39,15 @@ class Result:
     landed_per_s: float
     peak_process_mib: float
     peak_total_mib: float
-    cpu_ms_per_payload: float
+    cpu_ms_per_payload: float  # CPU of the load window and the drain after it, per landed payload
+    # CPU (user + system) of the server's whole process tree from just before wrk starts until
+    # it exits -- the load window only, not the drain -- per request wrk got answered (2xx + 503
+    # + other). Uploads still queued when wrk stops are done in the drain and not counted here.
+    cpu_us_per_request: float
 
 
 def report(results: list[Result], duration: int, latency: float, wrk_threads: int) -> None:
+    width = max([46] + [len(r.scenario.name) + 2 for r in results])
     print()
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -45,28 +56,33 @@ def report(results: list[Result], duration: int, latency: float, wrk_threads: in
         f"{PAYLOADS_PER_REQUEST} payloads per request; each row is the median run by req/s"
     )
     header = (
-        f"{'scenario':<46}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'2xx':>8}{'503':>8}"
+        f"{'scenario':<{width}}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'2xx':>8}{'503':>8}"
         f"{'other':>6}{'accepted':>9}{'landed':>8}{'drain s':>8}{'landed/s':>9}"
-        f"{'RSS MiB':>8}{'tree':>6}{'CPU ms/p':>9}"
+        f"{'RSS MiB':>8}{'tree':>6}{'CPU ms/p':>9}{'CPU us/req':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.scenario.name:<46}{r.rps:>8.0f}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.ok:>8}"
+            f"{r.scenario.name:<{width}}{r.rps:>8.0f}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.ok:>8}"
             f"{r.refused:>8}{r.other + r.sockerr:>6}{r.accepted:>9}{r.landed:>8}"
             f"{r.drain_s:>8.1f}{r.landed_per_s:>9.0f}{r.peak_process_mib:>8.0f}"
-            f"{r.peak_total_mib:>6.0f}{r.cpu_ms_per_payload:>9.2f}"
+            f"{r.peak_total_mib:>6.0f}{r.cpu_ms_per_payload:>9.2f}{r.cpu_us_per_request:>11.0f}"
         )
     print()
     for r in results:
         for line in targets(r):
             print(line)
+    comparisons = against_baseline(results)
+    if comparisons:
+        print()
+        for line in comparisons:
+            print(line)
     naive = next((r for r in results if r.scenario.server == "naive"), None)
     if naive and naive.landed_per_s:
         print()
         for r in results:
-            if r is not naive and r.scenario.name.startswith("mailroom single objects, 2"):
+            if not r.scenario.ref and r.scenario.name.startswith("mailroom single objects, 2"):
                 ratio = r.landed_per_s / naive.landed_per_s
                 print(
                     f"{verdict_text(ratio >= 3)} single objects land >= 3x the naive baseline: "
@@ -75,7 +91,7 @@ def report(results: list[Result], duration: int, latency: float, wrk_threads: in
         for r in results:
             if r is not naive:
                 print(
-                    f"{r.scenario.name:<46} lands {r.landed_per_s / naive.landed_per_s:5.1f}x "
+                    f"{r.scenario.name:<{width}} lands {r.landed_per_s / naive.landed_per_s:5.1f}x "
                     "the naive baseline's payloads per second"
                 )
 
@@ -89,7 +105,9 @@ def targets(r: Result) -> list[str]:
 
     verdict = verdict_text
     name = r.scenario.name
-    lines = []
+    lines: list[str] = []
+    if r.scenario.ref:
+        return lines  # a baseline's row is there to compare with, not to be judged
     if name.startswith("mailroom batched"):
         lines.append(f"{verdict(r.rps >= 4200)} batched >= 4,200 req/s: {r.rps:.0f}")
         lines.append(f"{verdict(r.p99_ms <= 100)} batched p99 <= 100 ms: {r.p99_ms:.1f}")
@@ -104,4 +122,27 @@ def targets(r: Result) -> list[str]:
             f"{verdict(r.peak_process_mib < 200)} overload RSS < 200 MB per process: "
             f"{r.peak_process_mib:.0f} MiB"
         )
+    return lines
+
+
+def against_baseline(results: list[Result]) -> list[str]:
+    """Each baseline row's CPU per request beside this tree's; the batched target, if it ran."""
+    lines = []
+    mine = {r.scenario.name: r for r in results if not r.scenario.ref}
+    for base in (r for r in results if r.scenario.ref):
+        name, ref = base.scenario.base_name, base.scenario.ref
+        current = mine.get(name)
+        then = f"{base.cpu_us_per_request:.0f} at {ref}"
+        if current is None:
+            figures, met = f"- (no run of this tree) vs {then}", False
+        else:
+            ratio = current.cpu_us_per_request / max(base.cpu_us_per_request, 1e-9)
+            figures = f"{current.cpu_us_per_request:.0f} vs {then} ({ratio:.2f}x)"
+            met = ratio < 0.5
+        lines.append(f"{name.removeprefix('mailroom ')}: CPU us/req {figures}")
+        if name.startswith("mailroom batched"):
+            lines.append(
+                f"{verdict_text(met)} batched mode CPU us/req less than half of the baseline's: "
+                + figures
+            )
     return lines

@@ -3,27 +3,34 @@
 Starts the S3 sink (30 ms per PUT, like real S3) in its own process, then for each scenario
 starts the server under test, drives it with wrk for a fixed time, waits for the accepted
 payloads to land, and reports: req/s, p50/p99, non-2xx, payloads accepted vs landed, drain
-time, landed payloads/s, peak RSS (largest process and whole tree), CPU per payload.
+time, landed payloads/s, peak RSS (largest process and whole tree), CPU per payload, and the
+server's CPU per answered request in the load window. With `--baseline REF` every mailroom
+scenario also runs against the code of REF (a temporary git worktree), and the CPU per request
+of the two is compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from bench.measure import TreeSampler
 from bench.results import PAYLOADS_PER_REQUEST, Result, Scenario, report
-from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = (
@@ -105,6 +112,45 @@ SCENARIOS = [
 ]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy and return it; raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+    return result
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[tuple[str, Path]]:
+    """The code of `ref` checked out in a temporary git worktree: (short commit, its path)."""
+    commit = git("rev-parse", "--verify", "--short", f"{ref}^{{commit}}")
+    where = Path(tempfile.mkdtemp(prefix=f"mailroom-{commit}-"))
+    git("worktree", "add", "--detach", str(where), commit)
+    try:
+        yield commit, where
+    finally:
+        try:
+            git("worktree", "remove", "--force", str(where))
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -128,16 +174,27 @@ def answers(url: str) -> bool:
 
 
 def run_scenario(
-    scenario: Scenario, wrk: str, script: Path, sink: str, duration: int, spool: Path
+    scenario: Scenario,
+    wrk: str,
+    script: Path,
+    sink: str,
+    duration: int,
+    spool: Path,
+    code: Path = ROOT,
 ) -> Result:
+    """One run; the server runs the code in `code` (this work tree, or a baseline's worktree)."""
     port = free_port()
     env = {**os.environ, **SINK_ENV, "AWS_ENDPOINT_URL_S3": sink, "PORT": str(port)}
     env |= {"SPOOL_DIR": str(spool)} | scenario.env
+    if code != ROOT:
+        env["PYTHONPATH"] = str(code)  # ahead of the venv's editable install of this tree
     module = ["bench.naive"] if scenario.server == "naive" else ["mailroom", "serve"]
-    server = subprocess.Popen([sys.executable, "-m", *module], cwd=ROOT, env=env)
+    server = subprocess.Popen([sys.executable, "-m", *module], cwd=code, env=env)
     url = f"http://127.0.0.1:{port}/payloads"
     try:
-        wait_for(lambda: answers(url), timeout=30, interval=0.2)
+        wait_for(lambda: server.poll() is not None or answers(url), timeout=30, interval=0.2)
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode} before answering")
         time.sleep(1.0 if scenario.env.get("WEB_CONCURRENCY", "1") != "1" else 0.2)
         before = sink_payloads(sink)
         with TreeSampler(server.pid) as sampler:
@@ -156,6 +213,7 @@ def run_scenario(
                 text=True,
                 check=True,
             ).stdout
+            load_cpu = sampler.cpu_now()  # the load window only: wrk's start to its exit
             loaded = time.monotonic()
             fields = dict(re.findall(r"(\w+)=(\d+)", out.split("RESULT", 1)[1]))
             accepted = int(fields["ok"]) * PAYLOADS_PER_REQUEST
@@ -171,6 +229,7 @@ def run_scenario(
         except subprocess.TimeoutExpired:
             server.kill()
     seconds = int(fields["us"]) / 1e6
+    answered = int(fields["ok"]) + int(fields["refused"]) + int(fields["other"])
     return Result(
         scenario=scenario,
         rps=int(fields["requests"]) / seconds,
@@ -187,6 +246,7 @@ def run_scenario(
         peak_process_mib=sampler.peak_process_mib,
         peak_total_mib=sampler.peak_total_mib,
         cpu_ms_per_payload=sampler.cpu * 1000 / max(landed, 1),
+        cpu_us_per_request=load_cpu * 1e6 / max(answered, 1),
     )
 
 
@@ -198,46 +258,81 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per scenario; the median by req/s is shown"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        default="",
+        help="also run each mailroom scenario against the code of this git commit or ref",
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
-    sink_port = free_port()
-    sink_proc = subprocess.Popen(
+    chosen = [s for s in SCENARIOS if args.only in s.name]
+    results = []
+    failed: list[str] = []
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        script = scratch / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        plan = [(s, ROOT) for s in chosen]
+        if args.baseline and any(s.server == "mailroom" for s in chosen):
+            commit, tree = stack.enter_context(worktree(args.baseline))
+            plan = []
+            for s in chosen:  # each baseline run right after its own: interleaved, like repeats
+                plan.append((s, ROOT))
+                if s.server == "mailroom":
+                    plan.append((replace(s, name=f"{s.name} @ {commit}", ref=commit), tree))
+        sink = start_sink(stack, args.latency_ms)
+        runs: dict[str, list[Result]] = {s.name: [] for s, _ in plan}
+        for attempt in range(args.repeat):  # interleaved, so a noisy minute hits all
+            for index, (scenario, code) in enumerate(plan):
+                print(f"run {attempt + 1}/{args.repeat}: {scenario.name}", file=sys.stderr)
+                spool = scratch / f"spool-{attempt}-{index}"
+                try:
+                    result = run_scenario(scenario, wrk, script, sink, args.duration, spool, code)
+                except Exception as error:  # one broken server must not lose the other figures
+                    print(f"run failed: {scenario.name}: {error!r}", file=sys.stderr)
+                    failed.append(scenario.name)
+                    continue
+                runs[scenario.name].append(result)
+        for scenario, _ in plan:
+            done = runs[scenario.name]
+            if not done:
+                continue
+            ordered = sorted(done, key=lambda r: r.rps)
+            spread = ", ".join(f"{r.rps:.0f}" for r in done)
+            cpu = ", ".join(f"{r.cpu_us_per_request:.0f}" for r in done)
+            print(
+                f"{scenario.name}: req/s of each run: {spread}; CPU us/req: {cpu}",
+                file=sys.stderr,
+            )
+            results.append(ordered[len(ordered) // 2])
+    report(results, args.duration, args.latency_ms, WRK_THREADS)
+    if failed:
+        print(f"\n{len(failed)} run(s) failed: {', '.join(sorted(set(failed)))}")
+        sys.exit(1)
+
+
+def start_sink(stack: contextlib.ExitStack, latency_ms: float) -> str:
+    """The S3 sink in its own process, stopped when `stack` closes; its endpoint."""
+    port = free_port()
+    sink = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "bench.s3sink",
             "--port",
-            str(sink_port),
+            str(port),
             "--latency-ms",
-            str(args.latency_ms),
+            str(latency_ms),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
-    sink = f"http://127.0.0.1:{sink_port}"
-    results = []
-    with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "post.lua"
-        script.write_text(WRK_SCRIPT)
-        try:
-            wait_for(lambda: answers(sink + "/_stats"), timeout=10)
-            chosen = [s for s in SCENARIOS if args.only in s.name]
-            runs: dict[str, list[Result]] = {s.name: [] for s in chosen}
-            for attempt in range(args.repeat):  # interleaved, so a noisy minute hits all
-                for scenario in chosen:
-                    print(f"run {attempt + 1}/{args.repeat}: {scenario.name}", file=sys.stderr)
-                    spool = Path(scratch) / f"spool-{attempt}-{len(runs[scenario.name])}"
-                    result = run_scenario(scenario, wrk, script, sink, args.duration, spool)
-                    runs[scenario.name].append(result)
-            for scenario in chosen:
-                ordered = sorted(runs[scenario.name], key=lambda r: r.rps)
-                spread = ", ".join(f"{r.rps:.0f}" for r in runs[scenario.name])
-                print(f"{scenario.name}: req/s of each run: {spread}", file=sys.stderr)
-                results.append(ordered[len(ordered) // 2])
-        finally:
-            sink_proc.terminate()
-            sink_proc.wait()
-    report(results, args.duration, args.latency_ms, WRK_THREADS)
+    stack.callback(sink.wait)
+    stack.callback(sink.terminate)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(endpoint + "/_stats"), timeout=10)
+    return endpoint
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 moto's server answers ~120 PUT/s, far too slow to measure mailroom; this one answers thousands,
 after a configurable latency (real S3 takes tens of milliseconds), and counts the payloads it
 got (one per object, or one per line of a newline-delimited batch, gzipped or not). It can also
-misbehave: answer a share of PUTs with 503 SlowDown, or be down (refuse connections) for a
-while. Objects are kept in memory so tests can check every one, exactly once.
+misbehave: answer a share of PUTs with 503 SlowDown, or with a 500 whose XML body is not even
+UTF-8; hold PUTs unanswered for a while (a hung S3); or be down (refuse connections) a while.
+Objects are kept in memory so tests can check every one, exactly once.
 
 Run alone: `python -m bench.s3sink --port 9100 --latency-ms 30`; `GET /_stats` returns counts.
 """
@@ -27,6 +28,10 @@ SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
+GARBAGE = (  # a 500 whose body no UTF-8 decoder (nor XML parser) accepts
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>Internal\xffError</Code>'
+    b"<Message>We encountered an internal error.\xfe\xff</Message></Error>"
+)
 
 
 @dataclass
@@ -47,9 +52,12 @@ class SinkStats:
 
 @dataclass
 class Faults:
-    """What the sink should get wrong: a share of PUTs refused, or everything down until a time."""
+    """What the sink should get wrong: shares of PUTs refused or answered with garbage, PUTs held
+    unanswered until a time, or everything down until a time."""
 
     fail_rate: float = 0.0
+    garbage_rate: float = 0.0
+    hang_until: float = 0.0
     down_until: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
@@ -102,9 +110,21 @@ class S3Sink:
     def fail_share(self, rate: float) -> None:
         self.faults.fail_rate = rate
 
+    def garbage_errors(self, rate: float) -> None:
+        """Answer that share of PUTs `500 Internal Server Error` with a body that is not UTF-8."""
+        self.faults.garbage_rate = rate
+
+    def hang_for(self, seconds: float) -> None:
+        """Read PUTs but answer none until `seconds` from now (a hung S3), then answer them."""
+        self.faults.hang_until = time.monotonic() + seconds
+
     def go_down_for(self, seconds: float) -> None:
         """Refuse every connection for `seconds` (as an outage would), then come back."""
         self.faults.down_until = time.monotonic() + seconds
+
+    def reset_faults(self) -> None:
+        """Behave again: no shares failed, nothing held (held PUTs are answered), not down."""
+        self.faults = Faults()
 
     # -- serving ------------------------------------------------------------------------
 
@@ -174,12 +194,19 @@ class S3Sink:
                 stats = dict(vars(self.stats))
             return "200 OK", {"Content-Type": "application/json"}, orjson.dumps(stats)
         if method == "PUT" and path.count("/") >= 2:
+            while time.monotonic() < self.faults.hang_until:  # re-read: it may move or be reset
+                await asyncio.sleep(min(self.faults.hang_until - time.monotonic(), 0.05))
             if self.latency:
                 await asyncio.sleep(self.latency)
-            if self.faults.fail_rate and self.faults.rng.random() < self.faults.fail_rate:
+            faults = self.faults
+            if faults.fail_rate and faults.rng.random() < faults.fail_rate:
                 with self._lock:
                     self.stats.failed_puts += 1
                 return "503 Slow Down", {"Content-Type": "application/xml"}, SLOWDOWN
+            if faults.garbage_rate and faults.rng.random() < faults.garbage_rate:
+                with self._lock:
+                    self.stats.failed_puts += 1
+                return "500 Internal Server Error", {"Content-Type": "application/xml"}, GARBAGE
             if "aws-chunked" in headers.get("content-encoding", "") or headers.get(
                 "x-amz-content-sha256", ""
             ).startswith("STREAMING"):
