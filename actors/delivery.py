@@ -124,7 +124,7 @@ class Delivery:
 
         Retries a failing spool until `until` (monotonic); returns whether it was written.
         """
-        objects = [obj for payload in payloads for obj in payload.to_objects(self.store)]
+        objects = [obj for payload in payloads for obj in self._spoolable(payload, "the sweep")]
         attempt = 0
         while not self._spool(objects, payloads, reason, "shutdown sweep"):
             delay = STALLED.delay(attempt)

@@ -18,6 +18,7 @@ import pykka
 from actors.ids import new_id
 from actors.ledger import CLOSED, Ledger
 from actors.messages import Payload, Receipt, Route
+from actors.router import RouterActor
 
 
 class Refused(Exception):
@@ -51,7 +52,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        router: pykka.ActorRef[Any],
+        router: pykka.ActorRef[RouterActor],
         ledger: Ledger,
         *,
         clock: Callable[[], float] = time.time,

@@ -79,6 +79,12 @@ class Ledger:
         with self._lock:
             return [max(self.max_queue - depth, 0) for depth in self._depths]
 
+    def unreserve(self, count: int) -> None:
+        """Admitted payloads that will never be placed (spooled instead): free their room."""
+        with self._lock:
+            self._held -= count
+            self._reserved -= count
+
     def placed(self, slot: int, count: int) -> None:
         with self._lock:
             self._depths[slot] += count

@@ -163,7 +163,8 @@ class Restart:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    """Directive: the tree above gave up; spool what you hold and all you receive from now."""
+    """Directive: the tree above gave up and the process is stopping; spool what you hold,
+    then carry on with your mailbox while the process drains."""
 
     reason: str
 

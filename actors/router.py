@@ -21,6 +21,8 @@ from actors.ledger import Ledger
 from actors.messages import Deliver, Payload, Route, Unit
 from actors.retry import RestartPolicy
 from actors.supervised import Salvage, SupervisedActor
+from actors.supervisor import SupervisorActor
+from actors.uploader import UploaderActor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,10 @@ class Router:
     """The router's behaviour: its round-robin cursor and the collection it is placing."""
 
     def __init__(
-        self, uploaders: Sequence[pykka.ActorRef[Any]], ledger: Ledger, whole_collections: bool
+        self,
+        uploaders: Sequence[pykka.ActorRef[UploaderActor]],
+        ledger: Ledger,
+        whole_collections: bool,
     ) -> None:
         self._uploaders = uploaders
         self._ledger = ledger
@@ -65,6 +70,10 @@ class Router:
             return Salvage(unit)
         left = [payload for _, chunk in self._planned[self._sent :] for payload in chunk]
         return Salvage(Route(tuple(left)) if left else None)
+
+    def dropped(self, units: list[Unit]) -> None:
+        """Collections spooled instead of placed: give back the room reserved for them."""
+        self._ledger.unreserve(sum(len(unit.payloads) for unit in units))
 
     def stop(self) -> None:
         pass
@@ -112,12 +121,12 @@ class RouterActor(SupervisedActor):
 
     def __init__(
         self,
-        uploaders: Sequence[pykka.ActorRef[Any]],
+        uploaders: Sequence[pykka.ActorRef[UploaderActor]],
         ledger: Ledger,
         *,
         delivery: Delivery,
         policy: RestartPolicy,
-        supervisor: pykka.ActorRef[Any] | None,
+        supervisor: pykka.ActorRef[SupervisorActor] | None,
         whole_collections: bool = False,
         on_dead: Callable[[str], None] | None = None,
     ) -> None:

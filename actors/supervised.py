@@ -23,6 +23,7 @@ import pykka
 from actors.delivery import Delivery
 from actors.messages import Directive, Failed, GiveUp, Restart, Unit
 from actors.retry import RestartPolicy
+from actors.supervisor import SupervisorActor
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class Behaviour(Protocol):
     def salvage(self) -> Salvage:
         """After `receive` or `take` raised: what was held, taken out of the behaviour."""
 
+    def dropped(self, units: list[Unit]) -> None:
+        """Units it held were spooled instead of done (e.g. give back reserved room)."""
+
     def stop(self) -> None:
         """A clean stop: finish what is held (e.g. flush partial batches)."""
 
@@ -66,7 +70,7 @@ class SupervisedActor(pykka.ThreadingActor):
         name: str,
         factory: BehaviourFactory,
         *,
-        supervisor: pykka.ActorRef[Any] | None,
+        supervisor: pykka.ActorRef[SupervisorActor] | None,
         delivery: Delivery,
         policy: RestartPolicy,
         on_dead: Callable[[str], None] | None = None,
@@ -85,7 +89,12 @@ class SupervisedActor(pykka.ThreadingActor):
         return self.name
 
     def on_start(self) -> None:
-        self._behaviour = self._factory(self.actor_ref)
+        try:
+            self._behaviour = self._factory(self.actor_ref)
+        except Exception as error:
+            if self._on_dead is not None:
+                self._on_dead(f"{self} could not start ({type(error).__name__}: {error})")
+            raise
 
     def on_receive(self, message: Any) -> Any:
         assert self._behaviour is not None
@@ -104,6 +113,7 @@ class SupervisedActor(pykka.ThreadingActor):
             units = _listed(salvage.in_flight) + salvage.in_hand
             log.exception("%s failed while stopping; spooling what it held", self)
             self._delivery.dead_letter(units, f"{self} crashed while stopping ({error})", str(self))
+            self._behaviour.dropped(units)
 
     def on_failure(
         self,
@@ -135,10 +145,12 @@ class SupervisedActor(pykka.ThreadingActor):
                 Failed(self.name, cause, len(_listed(in_flight)), len(held), salvage.queued)
             )
             if in_flight is not None and self._poisoned(in_flight, cause):
+                self._behaviour.dropped([in_flight])
                 in_flight = None
             units = _listed(in_flight) + held
             if isinstance(directive, GiveUp):
                 self._delivery.dead_letter(units, f"{self}: {directive.reason}", str(self))
+                self._behaviour.dropped(units)
                 spooled, units = len(units), []
             else:
                 spooled = 0
@@ -190,7 +202,8 @@ class SupervisedActor(pykka.ThreadingActor):
         if self._supervisor is None:
             return Restart(self._policy.backoff_base)
         try:
-            return self._supervisor.ask(report, timeout=ASK_TIMEOUT)
+            timeout = min(ASK_TIMEOUT, max(self._delivery.deadline.remaining(), 1.0))
+            return self._supervisor.ask(report, timeout=timeout)
         except Exception as error:  # a supervisor that cannot answer: restart, carefully
             log.error(
                 "%s: its supervisor did not answer (%s); restarting it in %.1fs anyway",

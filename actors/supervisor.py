@@ -1,10 +1,11 @@
 """Supervisors: OTP's one_for_one with restart intensity, in a tree that escalates.
 
 A child that crashes asks its supervisor what to do (`Failed`, answered with a directive).
-Within `max_restarts` restarts of that child in `period` seconds the answer is `Restart` after
-a doubling backoff. Past that the supervisor escalates to its own parent as if it had crashed
-itself: if the parent grants a restart, this level starts afresh (its restart history is
-cleared, as OTP restarts a whole subtree); if there is no parent (the root) or the parent gave
+As in OTP, intensity is the supervisor's: within `max_restarts` restarts (of any of its
+children) in `period` seconds the answer is `Restart` after a doubling backoff. Past that the
+supervisor escalates to its own parent as if it had crashed itself: if the parent grants a
+restart, this level starts afresh (its restart history is cleared; its children keep their
+mailboxes and the crashing one restarts); if there is no parent (the root) or the parent gave
 up, the answer is `GiveUp` and `on_exhausted` tells the process to stop taking requests,
 drain, and exit non-zero so the platform restarts it. No slot is ever given up while the
 process carries on looking alive.
@@ -53,7 +54,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._on_exhausted = on_exhausted
         self._observer = observer or NoActorObserver()
         self._clock = clock
-        self._restarts: dict[str, collections.deque[float]] = {}
+        self._restarts: collections.deque[float] = collections.deque()  # of any child
         self._gave_up: str | None = None
 
     def __str__(self) -> str:
@@ -74,7 +75,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 extra={"event": "actor_crashed", **fields},
             )
             return GiveUp(self._gave_up)
-        window = self._restarts.setdefault(report.child, collections.deque())
+        window = self._restarts
         now = self._clock()
         window.append(now)
         while window and window[0] < now - self._policy.period:
@@ -138,7 +139,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if isinstance(directive, GiveUp):
             self._gave_up = directive.reason
             return directive
-        self._restarts.clear()  # this level restarts afresh
+        window.clear()  # this level restarts afresh
         log.warning(
             "supervisor %s restarts afresh: %s gets another %d restarts",
             self.name,

@@ -78,12 +78,12 @@ class ActorSystem:
             observer=self._observer,
         )
         self.gave_up: str | None = None
-        self.root: pykka.ActorRef[Any] | None = None
-        self.pool: pykka.ActorRef[Any] | None = None
-        self.uploaders: list[pykka.ActorRef[Any]] = []
-        self.router: pykka.ActorRef[Any] | None = None
+        self.root: pykka.ActorRef[SupervisorActor] | None = None
+        self.pool: pykka.ActorRef[SupervisorActor] | None = None
+        self.uploaders: list[pykka.ActorRef[UploaderActor]] = []
+        self.router: pykka.ActorRef[RouterActor] | None = None
 
-    def start(self) -> pykka.ActorRef[Any]:
+    def start(self) -> pykka.ActorRef[RouterActor]:
         policy, observer = self._policy, self._observer
         self.root = SupervisorActor.start(
             "root", policy, on_exhausted=self._give_up, observer=observer
@@ -161,11 +161,13 @@ class ActorSystem:
         self.ledger.close()
         if self.router is not None:
             self._stop(self.router)
+        stopping = []
         for ref in self.uploaders:
             with contextlib.suppress(pykka.ActorDeadError):
-                ref.stop(block=False)
-        for ref in self.uploaders:
-            ref.actor_stopped.wait(self.deadline.remaining())
+                stopping.append(ref.stop(block=False))
+        for future in stopping:  # resolved once on_stop (flushing partial batches) is done
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                future.get(timeout=max(self.deadline.remaining(), 0.01))
         owed = self.ledger.outstanding()
         lost = 0
         if owed:
@@ -191,6 +193,5 @@ class ActorSystem:
         return lost
 
     def _stop(self, ref: pykka.ActorRef[Any]) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.stop(block=False)
-        ref.actor_stopped.wait(max(self.deadline.remaining(), 0.1))
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            ref.stop(block=True, timeout=max(self.deadline.remaining(), 0.1))

@@ -22,6 +22,7 @@ from actors.ledger import Ledger
 from actors.messages import Deliver, Flush, Payload, Unit
 from actors.retry import RestartPolicy
 from actors.supervised import Salvage, SupervisedActor
+from actors.supervisor import SupervisorActor
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Uploader:
         self._in_hand.clear()
         return Salvage(in_flight, held, self._ledger.snapshot().depths[self._slot])
 
+    def dropped(self, units: list[Unit]) -> None:
+        """Units it held went to the spool: their mailbox room was released when taken."""
+
     def stop(self) -> None:
         """Shutdown stores partial batches."""
         self._in_hand.extend(self._open.take_all())
@@ -87,6 +91,7 @@ class Uploader:
     def _collect(self, payload: Payload) -> None:
         line = self._delivery.store.encode(payload.document)
         opened, sealed = self._open.add(payload, line)
+        self._in_flight = None  # it is in a batch now: held there, not twice
         if opened is not None:
             timer = threading.Timer(self._limits.max_wait, self._flush_later, (opened.id,))
             timer.daemon = True
@@ -110,7 +115,7 @@ class UploaderActor(SupervisedActor):
         ledger: Ledger,
         *,
         policy: RestartPolicy,
-        supervisor: pykka.ActorRef[Any] | None,
+        supervisor: pykka.ActorRef[SupervisorActor] | None,
         on_dead: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(

@@ -17,20 +17,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import requests
 
 from bench.measure import TreeSampler
 from bench.results import PAYLOADS_PER_REQUEST, Result, Scenario, report
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = (
@@ -110,22 +109,6 @@ SCENARIOS = [
         {"WEB_CONCURRENCY": "2", "MAX_WORKERS": "8", "MAX_QUEUE": "50"},
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
-    """Poll until `condition()` is truthy and return it; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-    return result
 
 
 def git(*args: str) -> str:

@@ -86,9 +86,10 @@ def test_shutdown_flushes_partial_batches(tmp_path) -> None:
     first, second = payloads(4), payloads(3)
     assert route(system, first) == 4
     assert route(system, second) == 3  # round robin: the other uploader
-    system.drain(timeout=5)
+    assert system.drain(timeout=5) == 0
     assert sorted(len(docs) for docs in store.saved.values()) == [3, 4]
     assert sorted(d["n"] for d in stored_docs(store)) == [0, 0, 1, 1, 2, 2, 3]
+    assert DeadLetterSpool(tmp_path / "spool").files() == []  # uploaded, not swept
 
 
 class CrashOnceStore(RecordingStore):

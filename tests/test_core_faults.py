@@ -203,3 +203,27 @@ def test_backoff_holds_while_draining_during_an_outage(tmp_path: Path) -> None:
     assert rate_draining <= 2 * max(rate_serving, 1.0), (rate_serving, rate_draining)
     assert sorted(spool.keys()) == sorted(keys(batch))  # swept at the deadline, each once
     assert system.ledger.snapshot().outstanding == 0
+
+
+def test_a_collection_that_keeps_crashing_the_router_is_spooled_and_frees_its_room(
+    monkeypatch, tmp_path: Path
+) -> None:
+    plan = Router._plan
+
+    def choke_on_poison(self: Router, batch: list[Payload]) -> Any:
+        if any(p.document.get("poison") for p in batch):
+            raise RuntimeError("injected router bug")
+        return plan(self, batch)
+
+    monkeypatch.setattr(Router, "_plan", choke_on_poison)
+    store, spool = RecordingStore(), BrokenSpool(tmp_path / "spool")
+    system = start(store, spool)  # room: 2 x 5
+    poison = payloads(4, poison=True)
+    assert system.dispatcher().admit(poison) == 4
+    wait_for(lambda: spool.keys(), timeout=10)
+    assert sorted(spool.keys()) == sorted(keys(poison))
+    assert system.ledger.snapshot().reserved == 0
+    full = payloads(10)
+    assert system.dispatcher().admit(full) == 10  # every slot of room came back
+    wait_for(lambda: set(store.saved) == keys(full), timeout=10)
+    assert system.router.is_alive()
