@@ -54,6 +54,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     ingest_tokens: tuple[str, ...] | None = None
+    ops_tokens: tuple[str, ...] | None = None
     channel_timeout: int = 30
 
     @property
@@ -119,6 +120,7 @@ class Settings:
             log_level=reader.choice("LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
             log_format=reader.choice("LOG_FORMAT", d.log_format, LOG_FORMATS),
             ingest_tokens=reader.tokens("INGEST_TOKENS"),
+            ops_tokens=reader.tokens("OPS_TOKEN"),
             channel_timeout=reader.integer(
                 "CHANNEL_TIMEOUT", d.channel_timeout, minimum=1, maximum=3600
             ),
@@ -129,6 +131,11 @@ class Settings:
         shown = asdict(self)
         shown["ingest_tokens"] = (
             f"{len(self.ingest_tokens)} token(s)" if self.ingest_tokens else "unset: any token"
+        )
+        shown["ops_tokens"] = (
+            f"{len(self.ops_tokens)} token(s)"
+            if self.ops_tokens
+            else "unset: /healthz and /metrics are open"
         )
         return shown
 

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
 
 from actors import ActorSystem
 from actors.batching import BatchLimits
 from actors.retry import Backoff, RestartPolicy
 from config import Settings
+from mailroom.health import CachedReport, health_report
 from mailroom.metrics import Metrics
 from mailroom.metrics import render as render_metrics
 from mailroom.signals import Stopping
@@ -78,13 +78,14 @@ def serve(settings: Settings, worker: int | None = None) -> int:
     system.start()
     draining = threading.Event()
     stopping = Stopping(draining)
-    metrics.sample_every(1.0, lambda: health_report(system, spool))
+    report = CachedReport(lambda: health_report(system, spool), max_age=1.0)
+    metrics.sample_every(1.0, report.get)
     try:
         app = create_app(
             system.dispatcher(),
             settings,
             draining,
-            health=lambda: {**health_report(system, spool), "draining": draining.is_set()},
+            health=lambda: {**report.get(), "draining": draining.is_set()},
             metrics=render_metrics,
             observer=metrics,
         )
@@ -150,28 +151,3 @@ def _replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
         )
 
     threading.Thread(target=replay, name="spool-replay", daemon=True).start()
-
-
-def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]:
-    """What /healthz shows and the gauges sample: from the ledger, no actor is asked."""
-    state = system.snapshot()
-    files, size = spool.footprint()
-    return {
-        "slots_alive": sum(state.alive),
-        "slots": [
-            {"slot": slot, "alive": alive, "depth": depth}
-            for slot, (alive, depth) in enumerate(
-                zip(state.alive, state.ledger.depths, strict=True)
-            )
-        ],
-        "router_alive": state.router_alive,
-        "held": state.ledger.outstanding,
-        "gave_up": state.gave_up,
-        "spool": {
-            "files": files,
-            "bytes": size,
-            "writable": state.spool_error is None,
-            "error": state.spool_error,
-        },
-        "pid": os.getpid(),
-    }

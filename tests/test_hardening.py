@@ -17,7 +17,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from actors import ActorSystem
 from config import Settings
-from mailroom.service import health_report
+from mailroom.health import health_report
 from store.spool import DeadLetterSpool
 from tests.support import RecordingStore
 from web import create_app
@@ -78,6 +78,12 @@ def collection(**overrides: Any) -> bytes:
         (collection(token="x" * 257), "token"),
         (collection(data=[{}] * 51), "data"),
         (collection(data=[[1]]), "data[0]"),
+        (b'{"version":"1","token":"t","data":[{"n":18446744073709551616}]}', "body"),
+        (b'{"version":"1","token":"t","data":[{"n":-9223372036854775809}]}', "body"),
+        (b'{"version":"1","token":"t","token":"u","data":[{}]}', "token"),
+        (b'{"version":"1","\\u0074oken":"t","token":"u","data":[{}]}', "token"),
+        (b'{"version":"1","version":"2","token":"t","data":[{}]}', "version"),
+        (b'{"version":"1","token":"t","data":[{}],"data":[{}]}', "data"),
     ],
 )
 def test_hostile_bodies_get_400_naming_the_field(client, body: bytes, field: str) -> None:
@@ -221,3 +227,73 @@ def check(document: dict, response: dict, body: Any) -> None:
 def check_schema(document: dict, schema: dict, instance: Any) -> None:
     resolver_schema = {**schema, "components": document["components"]}
     jsonschema.validate(instance, resolver_schema)
+
+
+def test_integers_up_to_64_bits_and_names_repeated_inside_payloads_are_fine(client) -> None:
+    body = orjson.dumps(
+        {
+            "version": "1",
+            "token": TOKENS[0],
+            "data": [{"u": 2**64 - 1, "i": -(2**63), "token": "x", "s": "1" * 40}],
+        }
+    )
+    assert post(client, body).status_code == 202
+
+
+@pytest.mark.filterwarnings("ignore::wsgiref.validate.WSGIWarning")  # the methods are made up
+def test_made_up_methods_are_counted_as_other(system, config) -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    class Recorder:
+        def request_done(self, method: str, route: str, status: int) -> None:
+            seen.append((method, route, status))
+
+        def payloads_accepted(self, count: int) -> None:
+            pass
+
+        def payloads_refused(self, count: int) -> None:
+            pass
+
+    client = falcon.testing.TestClient(create_app(system.dispatcher(), config, observer=Recorder()))
+    for method in ("FROB", "X-MADE-UP", "GET"):
+        client.simulate_request(method, "/payloads")
+    assert [m for m, _, _ in seen] == ["other", "other", "GET"]
+
+
+def test_ops_token_guards_healthz_and_metrics(system) -> None:
+    config = Settings(ops_tokens=("ops-secret",))
+    app = create_app(
+        system.dispatcher(),
+        config,
+        health=lambda: {"draining": False, "slots_alive": 1},
+        metrics=lambda: (b"m 1\n", "text/plain"),
+    )
+    client = falcon.testing.TestClient(app)
+    for path in ("/healthz", "/metrics"):
+        refused = client.simulate_get(path)
+        assert refused.status_code == 401
+        assert refused.json["error"] == "unauthorized"
+        wrong = client.simulate_get(path, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = client.simulate_get(path, headers={"Authorization": "Bearer ops-secret"})
+        assert right.status_code == 200
+    assert client.simulate_get("/openapi.json").status_code == 200  # not guarded
+
+
+def test_the_health_report_is_built_at_most_once_a_second() -> None:
+    from mailroom.health import CachedReport
+
+    builds: list[int] = []
+
+    def build() -> dict[str, int]:
+        builds.append(1)
+        return {"n": len(builds)}
+
+    report = CachedReport(build, max_age=0.3)
+    first = [report.get() for _ in range(100)]
+    assert len(builds) == 1 and all(r is first[0] for r in first)
+    import time
+
+    time.sleep(0.35)
+    report.get()
+    assert len(builds) == 2

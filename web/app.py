@@ -14,6 +14,7 @@ from web.health import HealthResource
 from web.media import json_handlers
 from web.observer import HttpObserver, NoHttpObserver, ObservingMiddleware
 from web.openapi import OpenAPIResource
+from web.ops_auth import OpsTokenMiddleware
 from web.payloads import PayloadsResource, Submitter
 from web.request_id import RequestIdMiddleware
 
@@ -46,7 +47,13 @@ def create_app(
     the state behind `/healthz`; `metrics` renders `/metrics`; `observer` counts requests.
     """
     observer = observer or NoHttpObserver()
-    app = falcon.App(middleware=[RequestIdMiddleware(), ObservingMiddleware(observer)])
+    app = falcon.App(
+        middleware=[
+            RequestIdMiddleware(),
+            ObservingMiddleware(observer),
+            OpsTokenMiddleware(settings.ops_tokens),
+        ]
+    )
     handlers = json_handlers()
     app.req_options.media_handlers.update(handlers)
     app.resp_options.media_handlers.update(handlers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,13 @@ import orjson
 MAX_VERSION_CHARS = 64
 MAX_TOKEN_CHARS = 256
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+TOP_LEVEL = ("version", "token", "data")
+INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
+# orjson turns integers beyond 64 bits into floats and keeps the last of duplicate keys, both
+# silently. A body that may hold either (a run of 19+ digits; a top-level name twice or
+# written with escapes) is parsed again, strictly, by the standard library: rare and exact.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_SUSPECT_KEYS = (b'"version"', b'"token"', b'"data"')
 
 
 class InvalidCollection(ValueError):
@@ -37,6 +45,8 @@ def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise InvalidCollection("body", f"is not valid JSON ({error})") from None
+    if _needs_strict_parse(body):
+        _parse_strictly(body)
     if not isinstance(document, dict):
         raise InvalidCollection("body", "must be a JSON object")
     version = _required_string(document, "version")
@@ -71,3 +81,38 @@ def _required_string(document: dict[str, Any], field: str) -> str:
     if not isinstance(value, str):
         raise InvalidCollection(field, "must be a string")
     return value
+
+
+def _needs_strict_parse(body: bytes) -> bool:
+    return (
+        _LONG_DIGITS.search(body) is not None
+        or b"\\u" in body
+        or any(body.count(key) > 1 for key in _SUSPECT_KEYS)
+    )
+
+
+def _parse_strictly(body: bytes) -> None:
+    """Refuse integers beyond 64 bits and a top-level name given twice (orjson allows both)."""
+    objects: list[list[tuple[str, Any]]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        objects.append(items)
+        return dict(items)
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if not INT_MIN <= value <= UINT_MAX:
+            raise InvalidCollection("body", f"holds an integer beyond 64 bits ({text[:30]})")
+        return value
+
+    try:
+        json.loads(body, object_pairs_hook=pairs, parse_int=integer)
+    except InvalidCollection:
+        raise
+    except ValueError as error:
+        raise InvalidCollection("body", f"is not valid JSON ({error})") from None
+    if objects:
+        names = [name for name, _ in objects[-1]]  # the outermost object is built last
+        for name in TOP_LEVEL:
+            if names.count(name) > 1:
+                raise InvalidCollection(name, "is given more than once")

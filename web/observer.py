@@ -26,8 +26,12 @@ class NoHttpObserver:
         pass
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class ObservingMiddleware:
-    """Counts every answer by route and status (404s under one route label, not the path)."""
+    """Counts every answer by method, route and status. No label takes client input: 404s
+    count under one route label (not the path), and made-up methods as `other`."""
 
     def __init__(self, observer: HttpObserver) -> None:
         self._observer = observer
@@ -36,4 +40,5 @@ class ObservingMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool
     ) -> None:
         route = req.uri_template or "unmatched"
-        self._observer.request_done(req.method, route, int(resp.status_code))
+        method = req.method if req.method in KNOWN_METHODS else "other"
+        self._observer.request_done(method, route, int(resp.status_code))

@@ -1,0 +1,62 @@
+"""What `/healthz` shows and the gauges sample, built from the ledger and the spool directory.
+
+No actor is asked: the report reads shared, locked state. It is cached for a second so a flood
+of health checks costs one directory listing a second, not one per call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors import ActorSystem
+from store.spool import DeadLetterSpool
+
+
+class CachedReport:
+    """The last report, rebuilt when older than `max_age` seconds (by one caller at a time)."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]], *, max_age: float) -> None:
+        self._build = build
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._report: dict[str, Any] | None = None
+        self._built = 0.0
+
+    def get(self) -> dict[str, Any]:
+        report = self._report
+        if report is not None and time.monotonic() - self._built < self._max_age:
+            return report
+        with self._lock:
+            if self._report is None or time.monotonic() - self._built >= self._max_age:
+                self._report = self._build()
+                self._built = time.monotonic()
+            return self._report
+
+
+def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]:
+    """What /healthz shows and the gauges sample: from the ledger, no actor is asked."""
+    state = system.snapshot()
+    files, size = spool.footprint()
+    return {
+        "slots_alive": sum(state.alive),
+        "slots": [
+            {"slot": slot, "alive": alive, "depth": depth}
+            for slot, (alive, depth) in enumerate(
+                zip(state.alive, state.ledger.depths, strict=True)
+            )
+        ],
+        "router_alive": state.router_alive,
+        "held": state.ledger.outstanding,
+        "gave_up": state.gave_up,
+        "spool": {
+            "files": files,
+            "bytes": size,
+            "writable": state.spool_error is None,
+            "error": state.spool_error,
+        },
+        "pid": os.getpid(),
+    }
