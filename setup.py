@@ -10,6 +10,7 @@ setup(
         "pykka>=4.1,<5",
         "falcon>=4.0,<5",
         "waitress>=3.0.1,<4",
+        "granian>=2.8,<3",
         "boto3>=1.36,<2",
         "orjson>=3.10,<4",
         "prometheus_client>=0.20,<1",

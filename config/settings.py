@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+SERVERS = ("granian", "waitress")
 ACK_MODES = ("queued", "stored")
 LOG_FORMATS = ("json", "text")
 MAX_TOKEN_CHARS = 256
@@ -56,6 +57,9 @@ class Settings:
     ingest_tokens: tuple[str, ...] | None = None
     ops_tokens: tuple[str, ...] | None = None
     channel_timeout: int = 30
+    server: str = "granian"
+    header_timeout: float = 10.0
+    backlog: int = 2048
 
     @property
     def uses_embedded_store(self) -> bool:
@@ -124,6 +128,9 @@ class Settings:
             channel_timeout=reader.integer(
                 "CHANNEL_TIMEOUT", d.channel_timeout, minimum=1, maximum=3600
             ),
+            server=reader.choice("SERVER", d.server, SERVERS),
+            header_timeout=reader.number("HEADER_TIMEOUT", d.header_timeout, minimum=1, maximum=60),
+            backlog=reader.integer("BACKLOG", d.backlog, minimum=128, maximum=65535),
         )
 
     def describe(self) -> dict[str, Any]:

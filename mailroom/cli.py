@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(settings)
         worker = getattr(args, "worker", None)
+        if worker is None and settings.server == "granian":
+            from mailroom.granian_server import serve_granian
+
+            return serve_granian(settings)
         if worker is None and settings.web_concurrency > 1:
             from mailroom.workers import WorkerPool
 

@@ -64,26 +64,7 @@ class WorkerPool:
             metrics_dir.cleanup()
 
     def _share_embedded_store(self) -> None:
-        """One embedded store for all children, started here, so they all write to it."""
-        self._embedded = EmbeddedS3(self._settings.embedded_s3_port).start()
-        self._env.update(
-            {
-                "S3_BUCKET": EMBEDDED_BUCKET,
-                "AWS_ENDPOINT_URL_S3": self._embedded.endpoint_url,
-                "AWS_ACCESS_KEY_ID": EMBEDDED_CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": EMBEDDED_CREDENTIALS["aws_secret_access_key"],
-                "AWS_DEFAULT_REGION": EMBEDDED_REGION,
-            }
-        )
-        from mailroom.wiring import open_store
-
-        open_store(self._settings, start_embedded=False).store.ensure_bucket()
-        log.info(
-            "objects go to s3://%s/%s in the embedded S3 store at %s (in memory, gone at exit)",
-            EMBEDDED_BUCKET,
-            self._settings.s3_prefix,
-            self._embedded.endpoint_url,
-        )
+        self._embedded = share_embedded_store(self._settings, self._env)
 
     def _spawn(self, index: int) -> None:
         child = subprocess.Popen(
@@ -169,3 +150,27 @@ def describe_exit(code: int) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"code {code}"
+
+
+def share_embedded_store(settings: Settings, env: dict[str, str]) -> EmbeddedS3:
+    """One embedded store for all serving processes, started here; `env` points them at it."""
+    embedded = EmbeddedS3(settings.embedded_s3_port).start()
+    env.update(
+        {
+            "S3_BUCKET": EMBEDDED_BUCKET,
+            "AWS_ENDPOINT_URL_S3": embedded.endpoint_url,
+            "AWS_ACCESS_KEY_ID": EMBEDDED_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": EMBEDDED_CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": EMBEDDED_REGION,
+        }
+    )
+    from mailroom.wiring import open_store
+
+    open_store(settings, start_embedded=False).store.ensure_bucket()
+    log.info(
+        "objects go to s3://%s/%s in the embedded S3 store at %s (in memory, gone at exit)",
+        EMBEDDED_BUCKET,
+        settings.s3_prefix,
+        embedded.endpoint_url,
+    )
+    return embedded

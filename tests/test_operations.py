@@ -7,6 +7,7 @@ import socket
 import time
 
 import orjson
+import pytest
 import requests
 
 from tests.support import ServiceProcess, post_collections, sink_env, wait_for
@@ -25,8 +26,11 @@ def json_lines(log: str) -> list[dict]:
     return [orjson.loads(line) for line in log.splitlines() if line.startswith("{")]
 
 
-def test_metrics_add_up_across_processes(sink, tmp_path) -> None:
-    env = sink_env(sink, tmp_path / "spool", WEB_CONCURRENCY="2", INGEST_TOKENS=SECRET)
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_metrics_add_up_across_processes(sink, tmp_path, server: str) -> None:
+    env = sink_env(
+        sink, tmp_path / "spool", SERVER=server, WEB_CONCURRENCY="2", INGEST_TOKENS=SECRET
+    )
     service = ServiceProcess(env).start()
     try:
         wait_for(lambda: service.log().count("serving POST") == 2, timeout=20)
@@ -114,8 +118,10 @@ def test_healthz_of_the_running_service(sink, tmp_path) -> None:
         service.stop()
 
 
-def test_idle_and_slow_clients_cannot_pin_the_service(sink, tmp_path) -> None:
-    env = sink_env(sink, tmp_path / "spool", CHANNEL_TIMEOUT="2", WEB_THREADS="2")
+def test_idle_and_slow_clients_cannot_pin_waitress(sink, tmp_path) -> None:
+    env = sink_env(
+        sink, tmp_path / "spool", SERVER="waitress", CHANNEL_TIMEOUT="2", WEB_THREADS="2"
+    )
     service = ServiceProcess(env).start()
     idle: list[socket.socket] = []
     try:
@@ -143,5 +149,43 @@ def test_idle_and_slow_clients_cannot_pin_the_service(sink, tmp_path) -> None:
         assert closed == len(idle)  # channel_timeout closed every idle connection
     finally:
         for sock in idle:
+            sock.close()
+        service.stop()
+
+
+def test_under_granian_header_tricklers_are_closed_and_slow_bodies_pin_nobody(
+    sink, tmp_path
+) -> None:
+    service = ServiceProcess(sink_env(sink, tmp_path / "spool", HEADER_TIMEOUT="2")).start()
+    tricklers: list[socket.socket] = []
+    slow_bodies: list[socket.socket] = []
+    try:
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            sock.sendall(b"POST /payloads HTTP/1.1\r\nHost: x\r\n")  # headers never end
+            tricklers.append(sock)
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            sock.sendall(b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json")
+            sock.sendall(b"\r\nContent-Length: 100\r\n\r\n{")  # a body that never ends
+            slow_bodies.append(sock)
+        for _ in range(20):
+            started = time.monotonic()
+            answer = requests.post(
+                service.url + "/payloads",
+                json={"version": "1", "token": "t", "data": [{"n": 1}]},
+                timeout=5,
+            )
+            assert answer.status_code == 202
+            assert time.monotonic() - started < 2  # served while the slow ones hang
+        closed = 0
+        for sock in tricklers:
+            sock.settimeout(10)
+            try:
+                closed += sock.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed == len(tricklers)  # HEADER_TIMEOUT closed every one of them
+    finally:
+        for sock in tricklers + slow_bodies:
             sock.close()
         service.stop()

@@ -22,7 +22,9 @@ def process_tags(sink: S3Sink) -> set[str]:
 
 
 def test_two_processes_share_the_port_and_a_dead_one_is_replaced(sink, tmp_path) -> None:
-    env = sink_env(sink, tmp_path / "spool", WEB_CONCURRENCY="2", SHUTDOWN_TIMEOUT="5")
+    env = sink_env(
+        sink, tmp_path / "spool", SERVER="waitress", WEB_CONCURRENCY="2", SHUTDOWN_TIMEOUT="5"
+    )
     service = ServiceProcess(env).start()
     assert service.proc is not None
     try:
@@ -54,4 +56,34 @@ def test_two_processes_share_the_port_and_a_dead_one_is_replaced(sink, tmp_path)
     assert time.monotonic() - started < 5 + 5
     assert f"(pid {first[0]}) exited with signal SIGKILL" in log
     assert log.count("shut down cleanly") == 2  # each child drained
+    assert "all workers stopped" in log
+
+
+def test_under_granian_a_killed_worker_is_replaced_and_both_drain(sink, tmp_path) -> None:
+    env = sink_env(sink, tmp_path / "spool", WEB_CONCURRENCY="2", SHUTDOWN_TIMEOUT="5")
+    service = ServiceProcess(env).start()
+    assert service.proc is not None
+    try:
+        wait_for(lambda: service.log().count("serving POST") == 2, timeout=20)
+        first = children(service.proc.pid)
+        assert len(first) == 2
+        answers = post_collections(service.url, [[{"n": i}] for i in range(40)], clients=8)
+        assert {status for status, _ in answers} == {202}
+        wait_for(lambda: sink.payload_count() == 40, timeout=20)
+
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(
+            lambda: len(kids := children(service.proc.pid)) == 2 and first[0] not in kids,
+            timeout=20,
+        )
+        wait_for(lambda: service.log().count("serving POST") == 3, timeout=20)
+        answers = post_collections(service.url, [[{"n": i}] for i in range(50)])
+        assert {status for status, _ in answers} == {202}
+        wait_for(lambda: sink.payload_count() == 90, timeout=20)
+        started = time.monotonic()
+    finally:
+        code, log = service.stop(timeout=20)
+    assert code == 0, log
+    assert time.monotonic() - started < 5 + 5
+    assert log.count("shut down cleanly") == 2  # each live worker drained
     assert "all workers stopped" in log

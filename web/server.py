@@ -11,6 +11,8 @@ from typing import Any
 from waitress.server import create_server
 
 BACKLOG = 2048
+INBUF_OVERFLOW = 65536
+MAX_HEADER_BYTES = 16384
 
 
 def make_server(
@@ -19,6 +21,7 @@ def make_server(
     port: int,
     threads: int,
     channel_timeout: int = 30,
+    max_body_bytes: int = 1_048_576,
     host: str = "0.0.0.0",
     reuse_port: bool = False,
 ) -> Any:
@@ -29,6 +32,9 @@ def make_server(
     `reuse_port`, several processes listen on the same port and the kernel balances them.
     waitress reads whole requests in its I/O thread before a worker thread sees them, so a
     slow client cannot pin a thread; `channel_timeout` closes connections idle that long.
+    Buffers are bounded: a body over `max_body_bytes` is refused by waitress itself (its
+    default is 1 GiB), at most 64 KiB of a body is held in memory per connection (the rest
+    spills to a temporary file), and headers are capped at 16 KiB.
     """
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     placement: dict[str, Any] = {"host": host, "port": port}
@@ -40,6 +46,9 @@ def make_server(
         connection_limit=2000,
         backlog=BACKLOG,
         channel_timeout=channel_timeout,
+        max_request_body_size=max_body_bytes,
+        inbuf_overflow=INBUF_OVERFLOW,
+        max_request_header_size=MAX_HEADER_BYTES,
         cleanup_interval=max(1, min(10, channel_timeout // 2)),
         asyncore_use_poll=True,
         ident="mailroom",

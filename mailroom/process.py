@@ -1,0 +1,148 @@
+"""One serving process's parts, whichever HTTP server runs it: spool, store, metrics, the
+supervision tree and the WSGI app; and how they stop. Built once per process (per worker)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from actors import ActorSystem
+from actors.batching import BatchLimits
+from actors.retry import Backoff, RestartPolicy
+from config import Settings
+from mailroom.health import CachedReport, health_report
+from mailroom.metrics import Metrics
+from mailroom.metrics import render as render_metrics
+from mailroom.wiring import StoreHandle, open_spool, open_store
+from store.spool import DeadLetterSpool
+from web import create_app
+
+log = logging.getLogger("mailroom")
+
+
+@dataclass
+class ServingProcess:
+    settings: Settings
+    spool: DeadLetterSpool
+    handle: StoreHandle
+    system: ActorSystem
+    draining: threading.Event
+    app: Callable[..., Any]
+
+    def log_start(self, server: str, worker: str = "") -> None:
+        settings = self.settings
+        log.info("settings: %s", settings.describe(), extra={"event": "settings"})
+        if not settings.ingest_tokens:
+            log.warning(
+                "INGEST_TOKENS is not set: any token is accepted",
+                extra={"event": "auth_disabled"},
+            )
+        log.info(
+            "%sserving POST /payloads on port %d with %s (ACK_MODE=%s); objects go to %s; "
+            "spool in %s",
+            worker,
+            settings.port,
+            server,
+            settings.ack_mode,
+            self.handle.describe(),
+            self.spool.directory.resolve(),
+            extra={"event": "serving", "port": settings.port, "server": server},
+        )
+
+    def stop(self, timeout: float) -> int:
+        """Drain the actors within `timeout` s; return the exit code (1 after a failure)."""
+        self.draining.set()
+        started = time.monotonic()
+        lost = self.system.drain(max(timeout, 1.0))
+        self.handle.close()
+        took = time.monotonic() - started
+        if self.system.gave_up is not None or lost:
+            log.critical(
+                "shut down after a failure (%s); exiting with status 1",
+                self.system.gave_up or f"{lost} payload(s) lost",
+                extra={"event": "shut_down", "exit_code": 1, "drain_seconds": round(took, 2)},
+            )
+            return 1
+        log.info(
+            "shut down cleanly: drained in %.1fs",
+            took,
+            extra={"event": "shut_down", "exit_code": 0},
+        )
+        return 0
+
+
+def build_process(
+    settings: Settings,
+    *,
+    start_embedded: bool,
+    on_exhausted: Callable[[str], None],
+) -> ServingProcess:
+    """Everything one process serves with, started (actors running, replay under way)."""
+    spool = open_spool(settings)
+    spool.prepare()
+    handle = open_store(settings, start_embedded=start_embedded)
+    metrics = Metrics()
+    system = build_system(settings, handle, spool, metrics, on_exhausted)
+    system.start()
+    draining = threading.Event()
+    report = CachedReport(lambda: health_report(system, spool), max_age=1.0)
+    metrics.sample_every(1.0, report.get)
+    app = create_app(
+        system.dispatcher(),
+        settings,
+        draining,
+        health=lambda: {**report.get(), "draining": draining.is_set()},
+        metrics=render_metrics,
+        observer=metrics,
+    )
+    replay_in_background(spool, handle)
+    return ServingProcess(settings, spool, handle, system, draining, app)
+
+
+def build_system(
+    settings: Settings,
+    handle: StoreHandle,
+    spool: DeadLetterSpool,
+    metrics: Metrics,
+    on_exhausted: Callable[[str], None] | None = None,
+) -> ActorSystem:
+    return ActorSystem(
+        handle.store,
+        spool,
+        workers=settings.max_workers,
+        max_queue=settings.max_queue,
+        backoff=Backoff(budget=settings.upload_retry_seconds),
+        restart_policy=RestartPolicy(
+            max_restarts=settings.max_restarts, period=settings.restart_period
+        ),
+        batch_limits=BatchLimits(
+            max_payloads=settings.batch_max_payloads,
+            max_bytes=settings.batch_max_bytes,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            gzip=settings.batch_gzip,
+        ),
+        observer=metrics,
+        on_exhausted=on_exhausted,
+    )
+
+
+def replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
+    """Upload what an earlier run spooled, without delaying the start."""
+    if not spool.files():
+        return
+
+    def replay() -> None:
+        result = spool.replay(handle.store.put)
+        log.warning(
+            "replayed the spool: %d payload(s) landed, %d still failing, from %d file(s)",
+            result.landed,
+            result.failed,
+            result.files,
+            extra={"event": "spool_replayed", **asdict(result)},
+        )
+
+    threading.Thread(target=replay, name="spool-replay", daemon=True).start()
