@@ -121,7 +121,10 @@ class PayloadsResource:
                 "body_too_large",
                 f"body is {length} bytes; at most {self._max_body}",
             )
-        body = req.bounded_stream.read(self._max_body + 1)
+        # Without a Content-Length (a chunked body) only the raw stream knows where it ends;
+        # reading one byte past the limit is enough to refuse it.
+        stream = req.bounded_stream if length is not None else req.stream
+        body = stream.read(self._max_body + 1)
         if len(body) > self._max_body:
             raise JSONError(
                 falcon.HTTP_413, "body_too_large", f"body exceeds {self._max_body} bytes"

@@ -8,11 +8,26 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 BACKLOG = 2048
 INBUF_OVERFLOW = 65536
 MAX_HEADER_BYTES = 16384
+
+
+class RefusingChannel(HTTPChannel):
+    """waitress's channel, but no `100 Continue` for a request it has already refused.
+
+    waitress decides a body is too large from its Content-Length as soon as the headers are
+    in, yet still tells an `Expect: 100-continue` client to send it; this channel does not.
+    """
+
+    def send_continue(self) -> None:
+        if self.request is not None and self.request.error is not None:
+            self.request.expect_continue = False
+            return
+        super().send_continue()
 
 
 def make_server(
@@ -40,13 +55,13 @@ def make_server(
     placement: dict[str, Any] = {"host": host, "port": port}
     if reuse_port:
         placement = {"sockets": [_shared_socket(host, port)]}
-    return create_server(
+    server = create_server(
         app,
         threads=threads,
         connection_limit=2000,
         backlog=BACKLOG,
         channel_timeout=channel_timeout,
-        max_request_body_size=max_body_bytes,
+        max_request_body_size=max_body_bytes + 1,  # waitress refuses at >= its limit
         inbuf_overflow=INBUF_OVERFLOW,
         max_request_header_size=MAX_HEADER_BYTES,
         cleanup_interval=max(1, min(10, channel_timeout // 2)),
@@ -57,6 +72,8 @@ def make_server(
         clear_untrusted_proxy_headers=False,
         **placement,
     )
+    server.channel_class = RefusingChannel
+    return server
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:

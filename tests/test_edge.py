@@ -1,0 +1,121 @@
+"""The HTTP edge over a real socket, under each server: oversized bodies are refused before
+they are sent, chunked bodies are cut off at MAX_BODY_BYTES, and errors are JSON with a
+request id wherever the server lets the app answer (granian always; waitress answers some
+itself, in text)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from tests.support import ServiceProcess, sink_env
+
+LIMIT = 65536
+
+
+@pytest.fixture(params=["granian", "waitress"])
+def service(sink, tmp_path, request) -> Iterator[ServiceProcess]:
+    env = sink_env(sink, tmp_path / "spool", SERVER=request.param, MAX_BODY_BYTES=str(LIMIT))
+    process = ServiceProcess(env).start()
+    process.server = request.param  # type: ignore[attr-defined]
+    yield process
+    code, log = process.stop()
+    assert code == 0, log
+
+
+def exchange(port: int, *parts: bytes, wait: float = 3.0) -> tuple[float, bytes]:
+    """Send the parts, then read until the server closes or `wait` passes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        started = time.monotonic()
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        received = b""
+        first = None
+        while time.monotonic() - started < wait:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            first = first or time.monotonic() - started
+            received += chunk
+            if b"\r\n\r\n" in received and _complete(received):
+                break
+        return (first if first is not None else wait), received
+
+
+def _complete(response: bytes) -> bool:
+    head, _, body = response.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def headers(response: bytes) -> dict[str, str]:
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+
+
+def test_an_oversized_content_length_is_refused_at_once_and_never_continued(service) -> None:
+    took, response = exchange(
+        service.port,
+        b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200000000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert took < 1.0
+    assert b"100 Continue" not in response
+    if service.server == "granian":  # the app answered: JSON, with a request id
+        assert orjson.loads(response.partition(b"\r\n\r\n")[2])["error"] == "body_too_large"
+        assert headers(response)["x-request-id"]
+
+
+def test_a_chunked_body_is_cut_off_at_max_body_bytes(service) -> None:
+    chunk = b"x" * 16384
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    _took, response = exchange(
+        service.port,
+        b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        *([framed] * (LIMIT // len(chunk) + 2)),
+        b"0\r\n\r\n",
+    )
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    if service.server == "granian":
+        assert orjson.loads(response.partition(b"\r\n\r\n")[2])["error"] == "body_too_large"
+
+
+def test_errors_the_app_answers_are_json_with_a_request_id(service) -> None:
+    body = b'{"version":"1","token":"t","data":[{"n":18446744073709551616}]}'
+    _, response = exchange(
+        service.port,
+        b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-Request-ID: edge-1\r\n\r\n%s" % (len(body), body),
+    )
+    assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    assert headers(response)["x-request-id"] == "edge-1"
+    error = orjson.loads(response.partition(b"\r\n\r\n")[2])
+    assert (error["error"], error["field"]) == ("invalid_collection", "body")
+
+
+def test_a_chunked_body_within_the_limit_is_accepted(service) -> None:
+    body = b'{"version":"1","token":"t","data":[{"n":1},{"n":2}]}'
+    half = len(body) // 2
+    _, response = exchange(
+        service.port,
+        b"POST /payloads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        b"%x\r\n%s\r\n" % (half, body[:half]),
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:]),
+    )
+    assert response.startswith(b"HTTP/1.1 202"), response[:300]
+    assert orjson.loads(response.partition(b"\r\n\r\n")[2]) == {"accepted": 2}
