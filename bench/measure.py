@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -43,14 +44,16 @@ def cpu_seconds(pid: int) -> float:
 class TreeSampler:
     """Samples the tree every `interval` s: peak RSS per process and in total; CPU used.
 
+    The tree is that of one process, or of several (`pid` a list): then all their trees together.
+
     `cpu` is the tree's CPU from entering to the last reading (leaving takes a final one);
     `cpu_now()` takes a reading at once, to end a window early (the load, not the drain after
     it). A process seen at the start counts from its reading there, one born later from zero;
     one that dies counts up to its last reading (at most `interval` s old).
     """
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self._pid = pid
+    def __init__(self, pid: int | Iterable[int], interval: float = 0.1) -> None:
+        self._roots = [pid] if isinstance(pid, int) else list(pid)
         self._interval = interval
         self._stop = threading.Event()
         self.peak_process_mib = 0.0
@@ -61,7 +64,7 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> TreeSampler:
-        for pid in tree(self._pid):
+        for pid in self._tree():
             self._cpu_start[pid] = self._cpu_last[pid] = cpu_seconds(pid)
         self._thread.start()
         return self
@@ -86,8 +89,11 @@ class TreeSampler:
         while not self._stop.wait(self._interval):
             self._sample()
 
+    def _tree(self) -> list[int]:
+        return [pid for root in self._roots for pid in tree(root)]
+
     def _sample(self) -> None:
-        pids = tree(self._pid)
+        pids = self._tree()
         sizes = [rss_mib(pid) for pid in pids]
         readings = {pid: cpu_seconds(pid) for pid in pids}
         with self._lock:

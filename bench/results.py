@@ -12,15 +12,27 @@ PAYLOADS_PER_REQUEST = 3
 @dataclass
 class Scenario:
     name: str
-    server: str  # "mailroom" or "naive"
+    server: str  # "mailroom", "naive" or "ceiling" (bench/ceiling.py: parse and answer, no S3)
     connections: int
     env: dict[str, str] = field(default_factory=dict)
     ref: str = ""  # a baseline: the short commit whose code the server runs; "" = this work tree
+    http: str = "waitress"  # the HTTP server: "granian" or "waitress" (mailroom's SERVER)
+    baseline: bool = False  # with --baseline, this scenario also runs against the baseline's code
 
     @property
     def base_name(self) -> str:
         """The name without the baseline's " @ commit"."""
         return self.name.removesuffix(f" @ {self.ref}") if self.ref else self.name
+
+    @property
+    def stem(self) -> str:
+        """The base name without its server: "mailroom batched, 2 procs" for either server."""
+        return self.base_name.removesuffix(f", {self.http}")
+
+    @property
+    def lands(self) -> bool:
+        """Whether what it accepts goes to S3 (a ceiling's answers land nowhere)."""
+        return self.server != "ceiling"
 
 
 @dataclass
@@ -46,32 +58,75 @@ class Result:
     cpu_us_per_request: float
 
 
+def ceiling_shares(results: list[Result]) -> dict[str, float]:
+    """Each mailroom row's req/s over that of its server's ceiling row, by scenario name."""
+    ceilings = {
+        r.scenario.http: r for r in results if r.scenario.server == "ceiling" and not r.scenario.ref
+    }
+    shares = {}
+    for r in results:
+        ceiling = ceilings.get(r.scenario.http)
+        if r.scenario.server == "mailroom" and ceiling is not None and ceiling.rps:
+            shares[r.scenario.name] = r.rps / ceiling.rps
+    return shares
+
+
+def connections_note(results: list[Result]) -> str:
+    """Which rows wrk drove with how many connections: "64 for ...; 32 for ..."."""
+    kinds: dict[int, list[str]] = {}
+    for r in results:
+        s = r.scenario
+        kind = {
+            "naive": "naive",
+            "ceiling": f"the {s.http} ceiling",
+            "mailroom": f"{s.http} mailroom rows",
+        }.get(s.server, s.server)
+        if kind not in kinds.setdefault(s.connections, []):
+            kinds[s.connections].append(kind)
+    if len(kinds) == 1:
+        return f"{next(iter(kinds))} connections for every row"
+    return "; ".join(
+        f"{count} connections for {', '.join(names)}"
+        for count, names in sorted(kinds.items(), reverse=True)
+    )
+
+
 def report(results: list[Result], duration: int, latency: float, wrk_threads: int) -> None:
     width = max([46] + [len(r.scenario.name) + 2 for r in results])
+    shares = ceiling_shares(results)
     print()
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; S3 sink {latency:g} ms per PUT; "
-        f"wrk -t{wrk_threads} for {duration}s per run; "
-        f"{PAYLOADS_PER_REQUEST} payloads per request; each row is the median run by req/s"
+        f"wrk -t{wrk_threads} for {duration}s per run, {connections_note(results)}; "
+        f"{PAYLOADS_PER_REQUEST} payloads per request; each row is the median run by req/s; "
+        "of ceiling = req/s / the same server's ceiling row's req/s in this run"
     )
     header = (
-        f"{'scenario':<{width}}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'2xx':>8}{'503':>8}"
-        f"{'other':>6}{'accepted':>9}{'landed':>8}{'drain s':>8}{'landed/s':>9}"
-        f"{'RSS MiB':>8}{'tree':>6}{'CPU ms/p':>9}{'CPU us/req':>11}"
+        f"{'scenario':<{width}}{'req/s':>8}{'of ceiling':>11}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'2xx':>8}{'503':>8}{'other':>6}{'accepted':>9}{'landed':>8}{'drain s':>8}"
+        f"{'landed/s':>9}{'RSS MiB':>8}{'tree':>6}{'CPU ms/p':>9}{'CPU us/req':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
+        share = shares.get(r.scenario.name)
+        lands = r.scenario.lands
         print(
-            f"{r.scenario.name:<{width}}{r.rps:>8.0f}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.ok:>8}"
-            f"{r.refused:>8}{r.other + r.sockerr:>6}{r.accepted:>9}{r.landed:>8}"
-            f"{r.drain_s:>8.1f}{r.landed_per_s:>9.0f}{r.peak_process_mib:>8.0f}"
-            f"{r.peak_total_mib:>6.0f}{r.cpu_ms_per_payload:>9.2f}{r.cpu_us_per_request:>11.0f}"
+            f"{r.scenario.name:<{width}}{r.rps:>8.0f}"
+            f"{'-' if share is None else f'{share:.2f}':>11}"
+            f"{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.ok:>8}"
+            f"{r.refused:>8}{r.other + r.sockerr:>6}{r.accepted:>9}"
+            f"{r.landed if lands else '-':>8}"
+            f"{f'{r.drain_s:.1f}' if lands else '-':>8}"
+            f"{f'{r.landed_per_s:.0f}' if lands else '-':>9}"
+            f"{r.peak_process_mib:>8.0f}{r.peak_total_mib:>6.0f}"
+            f"{f'{r.cpu_ms_per_payload:.2f}' if lands else '-':>9}"
+            f"{r.cpu_us_per_request:>11.0f}"
         )
     print()
     for r in results:
-        for line in targets(r):
+        for line in targets(r, shares.get(r.scenario.name)):
             print(line)
     comparisons = against_baseline(results)
     if comparisons:
@@ -86,10 +141,10 @@ def report(results: list[Result], duration: int, latency: float, wrk_threads: in
                 ratio = r.landed_per_s / naive.landed_per_s
                 print(
                     f"{verdict_text(ratio >= 3)} single objects land >= 3x the naive baseline: "
-                    f"{ratio:.1f}x"
+                    f"{ratio:.1f}x ({r.scenario.http})"
                 )
         for r in results:
-            if r is not naive:
+            if r is not naive and r.scenario.lands:
                 print(
                     f"{r.scenario.name:<{width}} lands {r.landed_per_s / naive.landed_per_s:5.1f}x "
                     "the naive baseline's payloads per second"
@@ -100,22 +155,43 @@ def verdict_text(ok: bool) -> str:
     return "MET   " if ok else "MISSED"
 
 
-def targets(r: Result) -> list[str]:
-    """Issue #4's figures, each said plainly as met or missed."""
+def targets(r: Result, share: float | None = None) -> list[str]:
+    """Issue #4's figures and the granian issue's, each said plainly as met or missed.
+
+    `share` is the row's req/s over its server's ceiling's in the same run (None: no ceiling).
+    """
 
     verdict = verdict_text
-    name = r.scenario.name
+    name, http = r.scenario.name, r.scenario.http
     lines: list[str] = []
-    if r.scenario.ref:
-        return lines  # a baseline's row is there to compare with, not to be judged
-    if name.startswith("mailroom batched"):
-        lines.append(f"{verdict(r.rps >= 4200)} batched >= 4,200 req/s: {r.rps:.0f}")
-        lines.append(f"{verdict(r.p99_ms <= 100)} batched p99 <= 100 ms: {r.p99_ms:.1f}")
+    if r.scenario.ref or not r.scenario.lands:
+        return lines  # a baseline's row or a ceiling is there to compare with, not to be judged
+    landed = (
+        f"every accepted payload landed: {r.accepted} accepted / {r.landed} landed",
+        r.landed >= r.accepted,
+    )
+    if name.startswith("mailroom batched") and http == "granian":
+        tag = "batched granian"
+        lines.append(f"{verdict(r.rps >= 16_700)} {tag} >= 16,700 req/s: {r.rps:.0f}")
+        lines.append(f"{verdict(r.p99_ms <= 50)} {tag} p99 <= 50 ms: {r.p99_ms:.1f}")
+        lines.append(f"{verdict(landed[1])} {tag} {landed[0]}")
+        lines.append(f"{verdict(r.drain_s <= 2)} {tag} drain <= 2 s: {r.drain_s:.1f}")
         lines.append(
-            f"{verdict(r.landed >= r.accepted)} batched accepted = landed: "
-            f"{r.accepted} / {r.landed}"
+            f"{verdict(r.peak_process_mib < 200)} {tag} RSS < 200 MB per process: "
+            f"{r.peak_process_mib:.0f} MiB"
         )
-        lines.append(f"{verdict(r.drain_s <= 2)} batched drain <= 2 s: {r.drain_s:.1f}")
+        lines.append(
+            f"{verdict(share is not None and share >= 1 / 3)} {tag} >= 1/3 of the granian "
+            "ceiling's req/s: " + ("no ceiling row" if share is None else f"{share:.2f} of it")
+        )
+    elif name.startswith("mailroom batched"):
+        tag = f"batched {http}"
+        lines.append(
+            f"{verdict(r.rps >= 4000)} {tag} >= 4,000 req/s (no slower than before): {r.rps:.0f}"
+        )
+        lines.append(f"{verdict(r.p99_ms <= 100)} {tag} p99 <= 100 ms: {r.p99_ms:.1f}")
+        lines.append(f"{verdict(landed[1])} {tag} {landed[0]}")
+        lines.append(f"{verdict(r.drain_s <= 2)} {tag} drain <= 2 s: {r.drain_s:.1f}")
     if name.startswith("overload"):
         lines.append(f"{verdict(r.p99_ms <= 50)} overload p99 <= 50 ms: {r.p99_ms:.1f}")
         lines.append(
@@ -126,23 +202,30 @@ def targets(r: Result) -> list[str]:
 
 
 def against_baseline(results: list[Result]) -> list[str]:
-    """Each baseline row's CPU per request beside this tree's; the batched target, if it ran."""
+    """CPU per request of this tree's rows beside the baseline row of the same scenario under
+    either server (the baseline predates granian: its row is waitress); the batched target,
+    judged on the granian row, with the ratios of both."""
     lines = []
-    mine = {r.scenario.name: r for r in results if not r.scenario.ref}
+    mine = [r for r in results if not r.scenario.ref and r.scenario.server == "mailroom"]
     for base in (r for r in results if r.scenario.ref):
-        name, ref = base.scenario.base_name, base.scenario.ref
-        current = mine.get(name)
+        stem, ref = base.scenario.stem, base.scenario.ref
         then = f"{base.cpu_us_per_request:.0f} at {ref}"
-        if current is None:
-            figures, met = f"- (no run of this tree) vs {then}", False
-        else:
+        ratios: dict[str, float] = {}
+        for current in (r for r in mine if r.scenario.stem == stem):
             ratio = current.cpu_us_per_request / max(base.cpu_us_per_request, 1e-9)
-            figures = f"{current.cpu_us_per_request:.0f} vs {then} ({ratio:.2f}x)"
-            met = ratio < 0.5
-        lines.append(f"{name.removeprefix('mailroom ')}: CPU us/req {figures}")
-        if name.startswith("mailroom batched"):
+            ratios[current.scenario.http] = ratio
             lines.append(
-                f"{verdict_text(met)} batched mode CPU us/req less than half of the baseline's: "
-                + figures
+                f"{current.scenario.name.removeprefix('mailroom ')}: CPU us/req "
+                f"{current.cpu_us_per_request:.0f} vs {then} ({ratio:.2f}x)"
+            )
+        if not ratios:
+            lines.append(f"{stem.removeprefix('mailroom ')}: - (no run of this tree) vs {then}")
+        if stem.startswith("mailroom batched"):
+            judged = ratios.get("granian")
+            shown = "; ".join(f"{http} {ratio:.2f}x" for http, ratio in ratios.items())
+            lines.append(
+                f"{verdict_text(judged is not None and judged < 0.5)} batched mode CPU us/req "
+                f"less than half of the baseline's ({then}), judged on granian: "
+                + (shown or "no run of this tree")
             )
     return lines
