@@ -60,6 +60,7 @@ class Settings:
     server: str = "granian"
     header_timeout: float = 10.0
     backlog: int = 2048
+    max_connections: int = 10000
 
     @property
     def uses_embedded_store(self) -> bool:
@@ -131,6 +132,9 @@ class Settings:
             server=reader.choice("SERVER", d.server, SERVERS),
             header_timeout=reader.number("HEADER_TIMEOUT", d.header_timeout, minimum=1, maximum=60),
             backlog=reader.integer("BACKLOG", d.backlog, minimum=128, maximum=65535),
+            max_connections=reader.integer(
+                "MAX_CONNECTIONS", d.max_connections, minimum=16, maximum=1_000_000
+            ),
         )
 
     def describe(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ GRANIAN_LOGGING = {
         "granian.access": {"handlers": [], "propagate": True},
     },
 }
+BLOCKING_THREADS = 1024  # per worker: each request in the app, or a body still arriving, holds one
+HTTP1_BUFFER = 65536  # per connection at most (granian: 408 KiB, times thousands of slow ones)
 KILL_MARGIN = 5  # seconds past SHUTDOWN_TIMEOUT before granian kills a worker still draining
 
 
@@ -51,6 +53,7 @@ def serve_granian(settings: Settings) -> int:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
 
     from mailroom.wiring import open_store
     from mailroom.workers import share_embedded_store
@@ -75,13 +78,17 @@ def serve_granian(settings: Settings) -> int:
             port=settings.port,
             workers=settings.web_concurrency,
             backlog=settings.backlog,
-            backpressure=settings.backlog,
+            backpressure=settings.max_connections,  # connections and requests held at once
+            blocking_threads=min(settings.max_connections, BLOCKING_THREADS),
             http1_settings=HTTP1Settings(
-                header_read_timeout=int(settings.header_timeout * 1000), keep_alive=True
+                header_read_timeout=int(settings.header_timeout * 1000),
+                keep_alive=True,
+                max_buffer_size=HTTP1_BUFFER,
             ),
             workers_kill_timeout=int(settings.shutdown_timeout) + KILL_MARGIN,
             respawn_failed_workers=True,
             log_enabled=True,
+            log_level=LogLevels(settings.log_level.lower()),
             log_access=False,
             log_dictconfig=GRANIAN_LOGGING,
         ).serve()

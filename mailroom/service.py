@@ -42,6 +42,7 @@ def serve(settings: Settings, worker: int | None = None) -> int:
             threads=settings.web_threads,
             channel_timeout=settings.channel_timeout,
             max_body_bytes=settings.max_body_bytes,
+            max_connections=settings.max_connections,
             reuse_port=worker is not None,
         )
         stopping.install()

@@ -37,6 +37,7 @@ def make_server(
     threads: int,
     channel_timeout: int = 30,
     max_body_bytes: int = 1_048_576,
+    max_connections: int = 10000,
     host: str = "0.0.0.0",
     reuse_port: bool = False,
 ) -> Any:
@@ -58,7 +59,7 @@ def make_server(
     server = create_server(
         app,
         threads=threads,
-        connection_limit=2000,
+        connection_limit=max_connections,
         backlog=BACKLOG,
         channel_timeout=channel_timeout,
         max_request_body_size=max_body_bytes + 1,  # waitress refuses at >= its limit
