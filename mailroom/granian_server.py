@@ -12,6 +12,7 @@ before the body is sent.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing.util
 import os
@@ -40,6 +41,9 @@ GRANIAN_LOGGING = {
 }
 BLOCKING_THREADS = 1024  # per worker: each request in the app, or a body still arriving, holds one
 HTTP1_BUFFER = 65536  # per connection at most (granian: 408 KiB, times thousands of slow ones)
+BLOCKING_IDLE_SECONDS = 5  # threads a burst of slow clients made go away soon after it
+M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+MALLOC_ARENAS = 2  # glibc gives each thread an arena of its own; hundreds of threads hoard RSS
 KILL_MARGIN = 5  # seconds past SHUTDOWN_TIMEOUT before granian kills a worker still draining
 
 
@@ -80,6 +84,7 @@ def serve_granian(settings: Settings) -> int:
             backlog=settings.backlog,
             backpressure=settings.max_connections,  # connections and requests held at once
             blocking_threads=min(settings.max_connections, BLOCKING_THREADS),
+            blocking_threads_idle_timeout=BLOCKING_IDLE_SECONDS,
             http1_settings=HTTP1Settings(
                 header_read_timeout=int(settings.header_timeout * 1000),
                 keep_alive=True,
@@ -107,6 +112,7 @@ def worker_app() -> Callable[..., Any]:
 
     settings = Settings.from_env()  # the main process has checked it already
     configure_logging(settings.log_level, settings.log_format)
+    _limit_malloc_arenas()
     process = build_process(settings, start_embedded=False, on_exhausted=_stop_this_worker)
 
     def stop() -> None:
@@ -118,6 +124,15 @@ def worker_app() -> Callable[..., Any]:
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     process.log_start("granian", f"worker {os.getpid()}: ")
     return closing_connections_when(process.draining, process.app)
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's per-thread malloc arenas, so memory a burst of threads used is given back."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _stop_this_worker(reason: str) -> None:
