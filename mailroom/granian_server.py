@@ -59,9 +59,10 @@ def serve_granian(settings: Settings) -> int:
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
-    from mailroom.wiring import open_store
+    from mailroom.wiring import open_spool, open_store
     from mailroom.workers import share_embedded_store
 
+    open_spool(settings).prepare()  # a SPOOL_DIR that cannot be written: one line, now
     if not settings.uses_embedded_store:
         open_store(settings, start_embedded=False)  # no credentials: one line, exit 1, now
     shared: dict[str, str] = {}
@@ -108,11 +109,13 @@ def serve_granian(settings: Settings) -> int:
 
 def worker_app() -> Callable[..., Any]:
     """granian's factory, run in each forked worker: build this worker's mailroom."""
+    from mailroom.metrics import forget_dead_processes
     from mailroom.process import build_process
 
     settings = Settings.from_env()  # the main process has checked it already
     configure_logging(settings.log_level, settings.log_format)
     _limit_malloc_arenas()
+    forget_dead_processes(os.environ[MULTIPROC_ENV])
     process = build_process(settings, start_embedded=False, on_exhausted=_stop_this_worker)
 
     def stop() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,10 +65,10 @@ class Metrics:
             "mailroom_spooled_payloads_total", "Payloads written to the dead-letter spool"
         )
         self.spool_bytes = Gauge(
-            "mailroom_spool_bytes", "Bytes waiting in the spool", multiprocess_mode="max"
+            "mailroom_spool_bytes", "Bytes waiting in the spool", multiprocess_mode="livemax"
         )
         self.spool_files = Gauge(
-            "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="max"
+            "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="livemax"
         )
         self.restarts = Counter(
             "mailroom_supervisor_restarts_total", "Actor restarts granted by a supervisor"
@@ -83,7 +84,7 @@ class Metrics:
         self.spool_writable = Gauge(
             "mailroom_spool_writable",
             "1 if the last spool write worked (or none failed yet), 0 if it failed",
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
         self.held = Gauge(
             "mailroom_payloads_held",
@@ -168,3 +169,16 @@ def render() -> tuple[bytes, str]:
 def process_died(pid: int, directory: str) -> None:
     """Drop a dead child's live gauges (called by the parent of a WorkerPool)."""
     prometheus_multiprocess.mark_process_dead(pid, directory)
+
+
+def forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of every process that is gone (a granian worker, at its start:
+    granian respawns a dead worker without telling anyone its pid)."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            process_died(pid, directory)
+        except PermissionError:
+            continue

@@ -297,3 +297,11 @@ def test_the_health_report_is_built_at_most_once_a_second() -> None:
     time.sleep(0.35)
     report.get()
     assert len(builds) == 2
+
+
+def test_a_body_nested_near_the_limit_with_escapes_is_a_400_not_a_500(client) -> None:
+    nested = b"[" * 1000 + b"]" * 1000
+    body = b'{"version":"1","token":"s3cret-\\u006fne","data":[' + nested + b"]}"
+    answer = post(client, body)
+    assert answer.status_code == 400
+    assert answer.json["field"] in ("body", "data[0]")

@@ -96,3 +96,33 @@ def test_missing_aws_credentials_stop_the_process_at_start_with_one_line(tmp_pat
         "mailroom: cannot start: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY, or run where an instance role provides them"
     ]
+
+
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_a_spool_dir_that_cannot_be_made_stops_the_process_with_one_line(
+    tmp_path, server: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailroom", "serve"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SERVER": server,
+            "S3_BUCKET": "somewhere",
+            "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SPOOL_DIR": str(blocker / "spool"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.strip().splitlines() if "mailroom:" in line]
+    assert lines == [
+        f"mailroom: cannot start: SPOOL_DIR={blocker / 'spool'} is not a writable directory "
+        "(Not a directory)"
+    ], result.stderr

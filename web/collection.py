@@ -109,6 +109,8 @@ def _parse_strictly(body: bytes) -> None:
         json.loads(body, object_pairs_hook=pairs, parse_int=integer)
     except InvalidCollection:
         raise
+    except RecursionError:  # orjson allows 1024 levels; the standard library a little fewer
+        raise InvalidCollection("body", "is nested too deeply") from None
     except ValueError as error:
         raise InvalidCollection("body", f"is not valid JSON ({error})") from None
     if objects:
