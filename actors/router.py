@@ -27,6 +27,7 @@ from actors.uploader import UploaderActor
 log = logging.getLogger(__name__)
 
 Plan = list[tuple[int, list[Payload]]]
+SEND_AT = 256  # payloads held at most before they are sent, however many Routes wait
 
 
 class Router:
@@ -37,14 +38,16 @@ class Router:
         uploaders: Sequence[pykka.ActorRef[UploaderActor]],
         ledger: Ledger,
         whole_collections: bool,
+        more_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self._uploaders = uploaders
         self._ledger = ledger
         self._whole_collections = whole_collections
+        self._more_waiting = more_waiting
         self._cursor = 0
-        self._placing: Unit | None = None  # the collection being placed
-        self._planned: Plan = []
-        self._sent = 0  # chunks of the plan already in mailboxes
+        self._placing: Unit | None = None  # the collection being planned
+        self._held: dict[int, list[Payload]] = {}  # planned, not yet sent, per mailbox
+        self._held_count = 0
 
     def receive(self, message: Any) -> None:
         if isinstance(message, Route):
@@ -53,33 +56,47 @@ class Router:
             log.warning("router: unexpected message %r", message)
 
     def take(self, unit: Unit) -> None:
-        self._placing, self._planned, self._sent = unit, [], 0
-        self._planned = self._plan(list(unit.payloads))
-        for slot, chunk in self._planned:
-            self._uploaders[slot].tell(Deliver(tuple(chunk)))
-            self._ledger.placed(slot, len(chunk))
-            self._sent += 1
+        """Plan where the collection goes; send what is planned once no Route is waiting.
+
+        Under load, Routes queue up in the router's own mailbox; holding their payloads until
+        it is empty (or `SEND_AT` are held) sends each uploader one message for many
+        collections instead of one each, and waking an uploader is most of what a request
+        costs in batched mode.
+        """
+        self._placing = unit
+        for slot, chunk in self._plan(list(unit.payloads)):
+            self._held.setdefault(slot, []).extend(chunk)
+            self._held_count += len(chunk)
         self._placing = None
+        if self._held_count >= SEND_AT or not self._more_waiting():
+            self._send()
 
     def salvage(self) -> Salvage:
-        """The part of the collection not yet sent (what was sent is in mailboxes already)."""
+        """The collection being planned, and what was planned but not sent (not yet placed)."""
         unit, self._placing = self._placing, None
-        if unit is None:
-            return Salvage()
-        if not self._planned:
-            return Salvage(unit)
-        left = [payload for _, chunk in self._planned[self._sent :] for payload in chunk]
-        return Salvage(Route(tuple(left)) if left else None)
+        held = [payload for chunk in self._held.values() for payload in chunk]
+        self._held, self._held_count = {}, 0
+        return Salvage(unit, [Route(tuple(held))] if held else [])
 
     def dropped(self, units: list[Unit]) -> None:
         """Collections spooled instead of placed: give back the room reserved for them."""
         self._ledger.unreserve(sum(len(unit.payloads) for unit in units))
 
     def stop(self) -> None:
-        pass
+        self._send()
+
+    def _send(self) -> None:
+        while self._held:
+            slot, chunk = next(iter(self._held.items()))
+            self._uploaders[slot].tell(Deliver(tuple(chunk)))
+            self._ledger.placed(slot, len(chunk))
+            del self._held[slot]
+            self._held_count -= len(chunk)
 
     def _plan(self, payloads: list[Payload]) -> Plan:
         room = self._ledger.room()
+        for slot, chunk in self._held.items():
+            room[slot] -= len(chunk)
         if self._whole_collections:
             whole = self._whole(payloads, room)
             if whole:
@@ -132,7 +149,12 @@ class RouterActor(SupervisedActor):
     ) -> None:
         super().__init__(
             "router",
-            lambda _ref: Router(uploaders, ledger, whole_collections),
+            lambda ref: Router(
+                uploaders,
+                ledger,
+                whole_collections,
+                more_waiting=lambda: not ref.actor_inbox.empty(),  # its own mailbox
+            ),
             supervisor=supervisor,
             delivery=delivery,
             policy=policy,

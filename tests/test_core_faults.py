@@ -227,3 +227,38 @@ def test_a_collection_that_keeps_crashing_the_router_is_spooled_and_frees_its_ro
     assert system.dispatcher().admit(full) == 10  # every slot of room came back
     wait_for(lambda: set(store.saved) == keys(full), timeout=10)
     assert system.router.is_alive()
+
+
+def test_a_router_crash_while_holding_planned_payloads_loses_and_repeats_none(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """Under load the router holds planned payloads until its mailbox is empty; a crash then
+    hands them, unsent and unplaced, to the new router with the collection it was on."""
+    plan = Router._plan
+    release = threading.Event()
+    calls: list[int] = []
+
+    def stall_then_crash(self: Router, batch: list[Payload]) -> Any:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            release.wait(30)  # Routes queue up behind the first
+        if batch[0].document.get("crash") and calls.count(len(batch)) == 1:
+            raise RuntimeError("injected router bug")
+        return plan(self, batch)
+
+    monkeypatch.setattr(Router, "_plan", stall_then_crash)
+    store, spool = RecordingStore(), BrokenSpool(tmp_path / "spool")
+    system = start(store, spool, max_queue=100)
+    door = system.dispatcher()
+    first, second, crasher = payloads(2), payloads(3), payloads(4, crash=True)
+    for batch in (first, second, crasher):
+        assert door.admit(batch) == len(batch)
+    release.set()
+    wait_for(lambda: len(store.saved) == 9, timeout=10)
+    assert set(store.saved) == keys(first) | keys(second) | keys(crasher)
+    assert store.puts == 9  # each once
+    assert calls.count(4) == 2  # the crasher crashed the first router, the second placed it
+    assert 5 in calls  # the two held collections, handed over unsent, replanned as one
+    snapshot = system.ledger.snapshot()
+    assert (snapshot.depths, snapshot.reserved, snapshot.outstanding) == ((0, 0), 0, 0)
+    assert spool.keys() == []

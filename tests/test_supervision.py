@@ -68,6 +68,7 @@ def test_a_crashed_uploader_restarts_with_its_mailbox_and_everything_it_held(
     crasher = payloads({"crash_times": 1}, {"n": 1}, {"n": 2})  # one message: crasher first
     behind = payloads({"n": 3})  # queued behind it
     assert door.admit(crasher) == 3
+    wait_for(lambda: system.ledger.snapshot().depths == (3,), timeout=5)  # sent on its own
     assert door.admit(behind) == 1
     wait_for(lambda: system.ledger.snapshot().depths == (4,), timeout=5)
     store.gate("g").set()
