@@ -131,22 +131,8 @@ def test_idle_and_slow_clients_cannot_pin_waitress(sink, tmp_path) -> None:
             if i % 2:
                 sock.sendall(b'"version"')
             idle.append(sock)
-        started = time.monotonic()
-        answer = requests.post(
-            service.url + "/payloads",
-            json={"version": "1", "token": "t", "data": [{"n": 1}]},
-            timeout=5,
-        )
-        assert answer.status_code == 202
-        assert time.monotonic() - started < 2  # served while the idle ones hang
-        closed = 0
-        for sock in idle:
-            sock.settimeout(15)
-            try:
-                closed += sock.recv(1024) == b""
-            except ConnectionResetError:
-                closed += 1
-        assert closed == len(idle)  # channel_timeout closed every idle connection
+        assert_served_quickly(service)  # while the idle ones hang
+        assert closed_by_server(idle, timeout=15) == len(idle)  # channel_timeout closed them
     finally:
         for sock in idle:
             sock.close()
@@ -169,23 +155,32 @@ def test_under_granian_header_tricklers_are_closed_and_slow_bodies_pin_nobody(
             sock.sendall(b"\r\nContent-Length: 100\r\n\r\n{")  # a body that never ends
             slow_bodies.append(sock)
         for _ in range(20):
-            started = time.monotonic()
-            answer = requests.post(
-                service.url + "/payloads",
-                json={"version": "1", "token": "t", "data": [{"n": 1}]},
-                timeout=5,
-            )
-            assert answer.status_code == 202
-            assert time.monotonic() - started < 2  # served while the slow ones hang
-        closed = 0
-        for sock in tricklers:
-            sock.settimeout(10)
-            try:
-                closed += sock.recv(1024) == b""
-            except ConnectionResetError:
-                closed += 1
-        assert closed == len(tricklers)  # HEADER_TIMEOUT closed every one of them
+            assert_served_quickly(service)  # while the slow ones hang
+        assert closed_by_server(tricklers, timeout=10) == len(tricklers)  # HEADER_TIMEOUT
     finally:
         for sock in tricklers + slow_bodies:
             sock.close()
         service.stop()
+
+
+def assert_served_quickly(service: ServiceProcess) -> None:
+    started = time.monotonic()
+    answer = requests.post(
+        service.url + "/payloads",
+        json={"version": "1", "token": "t", "data": [{"n": 1}]},
+        timeout=5,
+    )
+    assert answer.status_code == 202
+    assert time.monotonic() - started < 2
+
+
+def closed_by_server(socks: list[socket.socket], *, timeout: float) -> int:
+    """How many of these connections the server closed within `timeout` seconds each."""
+    closed = 0
+    for sock in socks:
+        sock.settimeout(timeout)
+        try:
+            closed += sock.recv(1024) == b""
+        except ConnectionResetError:
+            closed += 1
+    return closed
