@@ -262,11 +262,24 @@ def test_made_up_methods_are_counted_as_other(system, config) -> None:
 
 def test_ops_token_guards_healthz_and_metrics(system) -> None:
     config = Settings(ops_tokens=("ops-secret",))
+    seen: list[tuple[str, int]] = []
+
+    class Recorder:
+        def request_done(self, method: str, route: str, status: int) -> None:
+            seen.append((route, status))
+
+        def payloads_accepted(self, count: int) -> None:
+            pass
+
+        def payloads_refused(self, count: int) -> None:
+            pass
+
     app = create_app(
         system.dispatcher(),
         config,
         health=lambda: {"draining": False, "slots_alive": 1},
         metrics=lambda: (b"m 1\n", "text/plain"),
+        observer=Recorder(),
     )
     client = falcon.testing.TestClient(app)
     for path in ("/healthz", "/metrics"):
@@ -278,6 +291,7 @@ def test_ops_token_guards_healthz_and_metrics(system) -> None:
         right = client.simulate_get(path, headers={"Authorization": "Bearer ops-secret"})
         assert right.status_code == 200
     assert client.simulate_get("/openapi.json").status_code == 200  # not guarded
+    assert ("/healthz", 401) in seen and ("/metrics", 401) in seen  # counted under the route
 
 
 def test_the_health_report_is_built_at_most_once_a_second() -> None:

@@ -18,8 +18,11 @@ class OpsTokenMiddleware:
     def __init__(self, tokens: tuple[str, ...] | None) -> None:
         self._check = TokenCheck(tokens)
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self._check.enforced or req.path not in GUARDED:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
+    ) -> None:
+        # After routing, so a refused call is counted under its route, not as "unmatched".
+        if not self._check.enforced or req.uri_template not in GUARDED:
             return
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not self._check.accepts(token.strip()):
