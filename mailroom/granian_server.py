@@ -16,9 +16,8 @@ import ctypes
 import logging
 import multiprocessing.util
 import os
-import signal
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from config import Settings
@@ -110,13 +109,13 @@ def serve_granian(settings: Settings) -> int:
 def worker_app() -> Callable[..., Any]:
     """granian's factory, run in each forked worker: build this worker's mailroom."""
     from mailroom.metrics import forget_dead_processes
-    from mailroom.process import build_process
+    from mailroom.process import build_process, stop_this_process
 
     settings = Settings.from_env()  # the main process has checked it already
     configure_logging(settings.log_level, settings.log_format)
     _limit_malloc_arenas()
     forget_dead_processes(os.environ[MULTIPROC_ENV])
-    process = build_process(settings, start_embedded=False, on_exhausted=_stop_this_worker)
+    process = build_process(settings, start_embedded=False, on_exhausted=stop_this_process)
 
     def stop() -> None:
         code = process.stop(settings.shutdown_timeout - 1)
@@ -126,7 +125,9 @@ def worker_app() -> Callable[..., Any]:
 
     multiprocessing.util.Finalize(None, stop, exitpriority=100)
     process.log_start("granian", f"worker {os.getpid()}: ")
-    return closing_connections_when(process.draining, process.app)
+    # No Connection: close wrapper as under waitress: granian refuses new connections at
+    # once on SIGTERM, and the drain starts only after its last request has been answered.
+    return process.app
 
 
 def _limit_malloc_arenas() -> None:
@@ -136,23 +137,3 @@ def _limit_malloc_arenas() -> None:
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
-
-
-def _stop_this_worker(reason: str) -> None:
-    """The worker's supervision tree gave up: stop it as granian stops it on SIGTERM."""
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def closing_connections_when(draining: Any, app: Callable[..., Any]) -> Callable[..., Any]:
-    """While draining, ask granian to close each connection after its response."""
-
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not draining.is_set():
-            return app(environ, start_response)
-
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [*headers, ("Connection", "close")], exc_info)
-
-        return app(environ, start)
-
-    return wrapped

@@ -4,6 +4,8 @@ supervision tree and the WSGI app; and how they stop. Built once per process (pe
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +75,15 @@ class ServingProcess:
             extra={"event": "shut_down", "exit_code": 0},
         )
         return 0
+
+
+def stop_this_process(reason: str) -> None:
+    """The supervision tree gave up: stop as on SIGTERM (refuse, drain, spool), then exit 1.
+
+    Under waitress that is mailroom's own handler; under granian, the worker's, which stops
+    that worker gracefully and runs its drain, and granian respawns it.
+    """
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def build_process(

@@ -11,21 +11,14 @@ drain to S3, and what cannot be uploaded before SHUTDOWN_TIMEOUT is spooled to d
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 
 from config import Settings
-from mailroom.process import build_process
+from mailroom.process import build_process, stop_this_process
 from mailroom.signals import Stopping
 from web.server import closing_connections_when, make_server
 
 log = logging.getLogger("mailroom")
-
-
-def stop_this_process(reason: str) -> None:
-    """The supervision tree gave up: stop as on SIGTERM (refuse, drain, spool), then exit 1."""
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(settings: Settings, worker: int | None = None) -> int:

@@ -37,12 +37,18 @@ def start(store: Any, spool: Any, **kw: Any) -> ActorSystem:
     return system
 
 
-def test_s3_and_the_spool_failing_together_lose_nothing_and_the_service_comes_back(
-    tmp_path: Path,
-) -> None:
+def both_failing(tmp_path: Path) -> tuple[FlakyStore, BrokenSpool, ActorSystem]:
+    """S3 down and the spool unwritable (a full disk), with a short retry budget."""
     store, spool = FlakyStore(), BrokenSpool(tmp_path / "spool")
     store.down = spool.broken = True
     system = start(store, spool, backoff=Backoff(base=0.01, cap=0.05, budget=0.1))
+    return store, spool, system
+
+
+def test_s3_and_the_spool_failing_together_lose_nothing_and_the_service_comes_back(
+    tmp_path: Path,
+) -> None:
+    store, spool, system = both_failing(tmp_path)
     door = system.dispatcher()
     admitted = list(payloads(2))
     assert door.admit(tuple(admitted)) == 2
@@ -80,9 +86,7 @@ def test_s3_and_the_spool_failing_together_lose_nothing_and_the_service_comes_ba
 def test_spool_failing_while_s3_fails_then_s3_heals_lands_everything_in_s3(
     tmp_path: Path,
 ) -> None:
-    store, spool = FlakyStore(), BrokenSpool(tmp_path / "spool")
-    store.down = spool.broken = True
-    system = start(store, spool, backoff=Backoff(base=0.01, cap=0.05, budget=0.1))
+    store, spool, system = both_failing(tmp_path)
     batch = payloads(6)
     assert system.dispatcher().admit(batch) == 6
     wait_for(lambda: spool.failures >= 2, timeout=10)

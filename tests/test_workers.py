@@ -21,6 +21,21 @@ def process_tags(sink: S3Sink) -> set[str]:
     return {key.rsplit("-", 1)[1][:24] for key in list(sink.objects)}
 
 
+def kill_and_serve_again(
+    service: ServiceProcess, sink: S3Sink, pid: int, serving: str, times: int, *, landed: int
+) -> None:
+    """SIGKILL one serving process; wait until a new one serves (`serving` logged `times`
+    times in all), then check 50 more payloads are answered 202 and land."""
+    assert service.proc is not None
+    parent = service.proc.pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(kids := children(parent)) == 2 and pid not in kids, timeout=20)
+    wait_for(lambda: service.log().count(serving) == times, timeout=20)
+    answers = post_collections(service.url, [[{"n": i}] for i in range(50)])
+    assert {status for status, _ in answers} == {202}
+    wait_for(lambda: sink.payload_count() == landed + 50, timeout=20)
+
+
 def test_two_processes_share_the_port_and_a_dead_one_is_replaced(sink, tmp_path) -> None:
     env = sink_env(
         sink, tmp_path / "spool", SERVER="waitress", WEB_CONCURRENCY="2", SHUTDOWN_TIMEOUT="5"
@@ -40,15 +55,7 @@ def test_two_processes_share_the_port_and_a_dead_one_is_replaced(sink, tmp_path)
                 break
         assert len(process_tags(sink)) == 2  # both processes took requests
 
-        os.kill(first[0], signal.SIGKILL)
-        wait_for(
-            lambda: len(kids := children(service.proc.pid)) == 2 and first[0] not in kids,
-            timeout=20,
-        )
-        wait_for(lambda: service.log().count("worker 0: serving") == 2, timeout=20)
-        answers = post_collections(service.url, [[{"n": i}] for i in range(50)])
-        assert {status for status, _ in answers} == {202}
-        wait_for(lambda: sink.payload_count() == sent + 50, timeout=20)
+        kill_and_serve_again(service, sink, first[0], "worker 0: serving", 2, landed=sent)
         started = time.monotonic()
     finally:
         code, log = service.stop(timeout=20)
@@ -71,15 +78,7 @@ def test_under_granian_a_killed_worker_is_replaced_and_both_drain(sink, tmp_path
         assert {status for status, _ in answers} == {202}
         wait_for(lambda: sink.payload_count() == 40, timeout=20)
 
-        os.kill(first[0], signal.SIGKILL)
-        wait_for(
-            lambda: len(kids := children(service.proc.pid)) == 2 and first[0] not in kids,
-            timeout=20,
-        )
-        wait_for(lambda: service.log().count("serving POST") == 3, timeout=20)
-        answers = post_collections(service.url, [[{"n": i}] for i in range(50)])
-        assert {status for status, _ in answers} == {202}
-        wait_for(lambda: sink.payload_count() == 90, timeout=20)
+        kill_and_serve_again(service, sink, first[0], "serving POST", 3, landed=40)
         started = time.monotonic()
     finally:
         code, log = service.stop(timeout=20)
