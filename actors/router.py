@@ -58,10 +58,10 @@ class Router:
     def take(self, unit: Unit) -> None:
         """Plan where the collection goes; send what is planned once no Route is waiting.
 
-        Under load, Routes queue up in the router's own mailbox; holding their payloads until
-        it is empty (or `SEND_AT` are held) sends each uploader one message for many
-        collections instead of one each, and waking an uploader is most of what a request
-        costs in batched mode.
+        In batched mode, under load, Routes queue up in the router's own mailbox; holding
+        their payloads until it is empty (or `SEND_AT` are held) sends each uploader one
+        message for many collections instead of one each, and waking an uploader is most of
+        what a request costs there.
         """
         self._placing = unit
         for slot, chunk in self._plan(list(unit.payloads)):
@@ -153,7 +153,13 @@ class RouterActor(SupervisedActor):
                 uploaders,
                 ledger,
                 whole_collections,
-                more_waiting=lambda: not ref.actor_inbox.empty(),  # its own mailbox
+                # Only in batched mode: there an uploader adds what it takes to a batch at
+                # once, so a message carrying many collections holds nothing longer. One
+                # object per payload keeps one message per collection, so what an uploader
+                # has taken but not stored stays one collection (the documented bound).
+                more_waiting=(lambda: not ref.actor_inbox.empty())  # its own mailbox
+                if whole_collections
+                else (lambda: False),
             ),
             supervisor=supervisor,
             delivery=delivery,
