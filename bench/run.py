@@ -112,6 +112,13 @@ SCENARIOS = [
         {"MAX_WORKERS": "32", "MAX_QUEUE": "50"},
     ),
     mailroom("mailroom batched, 2 procs, granian", "granian", BATCHED),  # the headline
+    # The same with 4 request threads per worker, as behind a proxy that buffers whole
+    # requests: fewer threads contending for each worker's GIL (docs/benchmarks.md).
+    mailroom(
+        "buffered: batched, 2 procs, granian, WEB_THREADS=4",
+        "granian",
+        {**BATCHED, "WEB_THREADS": "4"},
+    ),
     # The baseline predates granian (always waitress; it ignores SERVER): it runs only here.
     mailroom("mailroom batched, 2 procs, waitress", "waitress", BATCHED, baseline=True),
     mailroom(  # sustains 2 x 8 / 30 ms = 533 payloads/s; wrk offers over 10x that

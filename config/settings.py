@@ -14,6 +14,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SERVERS = ("granian", "waitress")
+# Python threads per process that run requests, when WEB_THREADS is not set. granian calls
+# the app before the body is in, so each slow body holds a thread: many, to outlast them.
+# waitress buffers whole requests first: a few threads keep its cores busy.
+SERVER_THREADS = {"granian": 1024, "waitress": 8}
 ACK_MODES = ("queued", "stored")
 LOG_FORMATS = ("json", "text")
 MAX_TOKEN_CHARS = 256
@@ -30,7 +34,7 @@ class Settings:
 
     port: int = 8000
     web_concurrency: int = 1
-    web_threads: int = 8
+    web_threads: int | None = None  # None: the server's own default (SERVER_THREADS)
     max_workers: int = 8
     max_queue: int = 1000
     max_body_bytes: int = 1_048_576
@@ -63,6 +67,11 @@ class Settings:
     max_connections: int = 10000
 
     @property
+    def threads(self) -> int:
+        """Python threads per process that run requests: WEB_THREADS, or the server's default."""
+        return self.web_threads or SERVER_THREADS[self.server]
+
+    @property
     def uses_embedded_store(self) -> bool:
         """No bucket configured: serve from a local S3-compatible store instead of AWS."""
         return self.s3_bucket is None
@@ -78,7 +87,7 @@ class Settings:
             web_concurrency=reader.integer(
                 "WEB_CONCURRENCY", d.web_concurrency, minimum=1, maximum=64
             ),
-            web_threads=reader.integer("WEB_THREADS", d.web_threads, minimum=1, maximum=256),
+            web_threads=reader.integer("WEB_THREADS", 0, minimum=1, maximum=4096) or None,
             max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
             max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),
             max_body_bytes=reader.integer(

@@ -38,7 +38,6 @@ GRANIAN_LOGGING = {
         "granian.access": {"handlers": [], "propagate": True},
     },
 }
-BLOCKING_THREADS = 1024  # per worker: each request in the app, or a body still arriving, holds one
 HTTP1_BUFFER = 65536  # per connection at most (granian: 408 KiB, times thousands of slow ones)
 BLOCKING_IDLE_SECONDS = 5  # threads a burst of slow clients made go away soon after it
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
@@ -83,7 +82,8 @@ def serve_granian(settings: Settings) -> int:
             workers=settings.web_concurrency,
             backlog=settings.backlog,
             backpressure=settings.max_connections,  # connections and requests held at once
-            blocking_threads=min(settings.max_connections, BLOCKING_THREADS),
+            # Each request in the app, or a body still arriving, holds one (WEB_THREADS).
+            blocking_threads=min(settings.max_connections, settings.threads),
             blocking_threads_idle_timeout=BLOCKING_IDLE_SECONDS,
             http1_settings=HTTP1Settings(
                 header_read_timeout=int(settings.header_timeout * 1000),

@@ -18,6 +18,15 @@ def test_defaults_work_out_of_the_box() -> None:
     assert settings.s3_prefix == "payloads/"
 
 
+def test_request_threads_default_per_server_and_can_be_set() -> None:
+    assert Settings.from_env({}).threads == 1024  # granian: slow bodies each hold a thread
+    assert Settings.from_env({"SERVER": "waitress"}).threads == 8
+    assert Settings.from_env({"WEB_THREADS": "4"}).threads == 4
+    assert Settings.from_env({"SERVER": "waitress", "WEB_THREADS": "32"}).threads == 32
+    with pytest.raises(ConfigError, match="WEB_THREADS"):
+        Settings.from_env({"WEB_THREADS": "0"})
+
+
 def test_values_are_read_and_normalised() -> None:
     settings = Settings.from_env(
         {
