@@ -15,6 +15,7 @@ setup(
         "orjson>=3.10,<4",
         "prometheus_client>=0.20,<1",
         "python-json-logger>=3.1,<5",
+        "tqdm>=4.66,<5",
     ],
     extras_require={
         # The in-process S3-compatible store used when S3_BUCKET is unset (make run).

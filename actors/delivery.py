@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from actors.drain import DrainBudget
 from actors.ledger import Ledger
 from actors.messages import Payload, Unit
 from actors.observer import ActorObserver, NoActorObserver
@@ -48,8 +49,10 @@ class Delivery:
         backoff: Backoff,
         deadline: Deadline,
         observer: ActorObserver | None = None,
+        budget: DrainBudget | None = None,
     ) -> None:
         self.store = store
+        self.budget = budget
         self.spool = spool
         self.ledger = ledger
         self.backoff = backoff
@@ -87,7 +90,10 @@ class Delivery:
                 self.deadline.sleep(STALLED.delay(attempt))  # keep it; try S3, then the spool
                 continue
             payloads = self.ledger.settle(unit.payloads, landed=True)
-            self.observer.uploaded(payloads, time.monotonic() - started, unit.sealed)
+            seconds = time.monotonic() - started
+            self.observer.uploaded(payloads, seconds, unit.sealed)
+            if self.budget is not None:
+                self.budget.record(len(unit.payloads), seconds)
             return
 
     def dead_letter(self, units: Sequence[Unit], reason: str, who: str) -> None:

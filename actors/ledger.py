@@ -19,9 +19,14 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from actors.drain import DrainBudget
 from actors.messages import Payload
 
 MAILBOXES_FULL = "all uploader mailboxes are full"
+S3_SLOW = (
+    "S3 is storing slowly: what is already queued is all the uploaders can store within the "
+    "shutdown drain time"
+)
 CLOSED = "the service is shutting down"
 
 
@@ -36,8 +41,9 @@ class LedgerSnapshot:
 class Ledger:
     """Room in the uploaders' mailboxes and the payloads still owed; safe from any thread."""
 
-    def __init__(self, slots: int, max_queue: int) -> None:
+    def __init__(self, slots: int, max_queue: int, budget: DrainBudget | None = None) -> None:
         self._lock = threading.Lock()
+        self._budget = budget
         self._depths = [0] * slots
         self._held = 0  # sum of depths + reserved
         self._reserved = 0
@@ -53,11 +59,15 @@ class Ledger:
     def admit(self, payloads: Iterable[Payload]) -> str | None:
         """Reserve room for all of these, or none: None if admitted, else why not."""
         batch = list(payloads)
+        limit = self._budget.limit() if self._budget is not None else None
         with self._lock:
             if self._closed:
                 return CLOSED
             if self._held + len(batch) > self._capacity:
                 return MAILBOXES_FULL
+            owed = len(self._outstanding)
+            if limit is not None and owed and owed + len(batch) > limit:
+                return S3_SLOW
             self._held += len(batch)
             self._reserved += len(batch)
             for payload in batch:

@@ -24,6 +24,7 @@ import pykka
 from actors.batching import BatchLimits
 from actors.delivery import Delivery
 from actors.dispatcher import Dispatcher
+from actors.drain import DrainBudget, DrainEstimate
 from actors.ledger import Ledger, LedgerSnapshot
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline, RestartPolicy
@@ -44,6 +45,7 @@ class SystemSnapshot:
     router_alive: bool
     spool_error: str | None
     gave_up: str | None
+    drain: DrainEstimate
 
 
 class ActorSystem:
@@ -61,13 +63,22 @@ class ActorSystem:
         batch_limits: BatchLimits | None = None,
         observer: ActorObserver | None = None,
         on_exhausted: Callable[[str], None] | None = None,
+        drain_seconds: float | None = None,
     ) -> None:
         self._workers = workers
         self._policy = restart_policy or RestartPolicy()
         self._limits = batch_limits or BatchLimits()
         self._observer = observer or NoActorObserver()
         self._on_exhausted = on_exhausted
-        self.ledger = Ledger(workers, max_queue)
+        # One object per payload drains at one payload per PUT: admission keeps what is owed
+        # storable within the drain. Batches drain a whole mailbox in a few PUTs: MAX_QUEUE
+        # alone bounds them.
+        self.budget = (
+            DrainBudget(workers, drain_seconds)
+            if drain_seconds is not None and not self._limits.enabled
+            else None
+        )
+        self.ledger = Ledger(workers, max_queue, self.budget)
         self.deadline = Deadline()
         self.delivery = Delivery(
             store,
@@ -76,6 +87,7 @@ class ActorSystem:
             backoff=backoff or Backoff(),
             deadline=self.deadline,
             observer=self._observer,
+            budget=self.budget,
         )
         self.gave_up: str | None = None
         self.root: pykka.ActorRef[SupervisorActor] | None = None
@@ -131,6 +143,7 @@ class ActorSystem:
             self.router is not None and self.router.is_alive(),
             self.delivery.spool_error,
             self.gave_up,
+            self.budget.estimate() if self.budget is not None else DrainEstimate(None, None),
         )
 
     def _give_up(self, reason: str) -> None:

@@ -35,8 +35,8 @@ class Settings:
     port: int = 8000
     web_concurrency: int = 1
     web_threads: int | None = None  # None: the server's own default (SERVER_THREADS)
-    max_workers: int = 8
-    max_queue: int = 1000
+    max_workers: int = 32
+    max_queue: int = 100
     max_body_bytes: int = 1_048_576
     max_payloads_per_request: int = 1000
     retry_after_seconds: int = 1

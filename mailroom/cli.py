@@ -18,7 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     listing = commands.add_parser("list", help="list the keys stored so far, with their bodies")
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     listing.add_argument("--keys-only", action="store_true", help="print keys without bodies")
-    commands.add_parser("replay", help="upload what the dead-letter spool holds, then empty it")
+    replaying = commands.add_parser(
+        "replay", help="upload what the dead-letter spool holds, then empty it"
+    )
+    replaying.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=None,
+        help="objects uploaded at once (default: MAX_WORKERS)",
+    )
+    commands.add_parser("spool", help="show what waits in the dead-letter spool")
     args = parser.parse_args(argv)
 
     try:
@@ -30,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(settings, args.limit, args.keys_only)
-        if args.command == "replay":
-            return _replay(settings)
+        if args.command in ("replay", "spool"):
+            from mailroom.spool_commands import replay_command, spool_command
+
+            if args.command == "spool":
+                return spool_command(settings)
+            return replay_command(settings, args.concurrency)
         worker = getattr(args, "worker", None)
         if worker is None and settings.server == "granian":
             from mailroom.granian_server import serve_granian
@@ -63,19 +76,11 @@ def _list(settings: Settings, limit: int, keys_only: bool) -> int:
     return 0
 
 
-def _replay(settings: Settings) -> int:
-    """Exit 0 when the spool is empty afterwards, 1 when something still fails."""
-    from mailroom.wiring import open_spool, open_store
-
-    spool = open_spool(settings)
-    objects, payloads = spool.size()
-    handle = open_store(settings, start_embedded=False)
-    result = spool.replay(handle.store.put)
-    print(
-        f"replayed {spool.directory}: {result.landed} of {payloads} payload(s) in {objects} "
-        f"object(s) landed in {handle.describe()}; {result.failed} still failing"
-    )
-    return 0 if result.failed == 0 else 1
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 if __name__ == "__main__":

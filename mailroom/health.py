@@ -40,7 +40,7 @@ class CachedReport:
 def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]:
     """What /healthz shows and the gauges sample: from the ledger, no actor is asked."""
     state = system.snapshot()
-    files, size = spool.footprint()
+    footprint = spool.footprint()
     return {
         "slots_alive": sum(state.alive),
         "slots": [
@@ -51,10 +51,19 @@ def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]
         ],
         "router_alive": state.router_alive,
         "held": state.ledger.outstanding,
+        # One object per payload: the S3 pace measured and what may be owed at that pace.
+        "drain": {
+            "payloads_per_second": state.drain.payloads_per_second,
+            "held_limit": state.drain.limit,
+            "uploads_measured": state.drain.uploads_measured,
+        },
         "gave_up": state.gave_up,
         "spool": {
-            "files": files,
-            "bytes": size,
+            "files": footprint.files,
+            "bytes": footprint.bytes,
+            "oldest_age_seconds": None
+            if footprint.oldest_age is None
+            else round(footprint.oldest_age, 1),
             "writable": state.spool_error is None,
             "error": state.spool_error,
         },

@@ -70,6 +70,18 @@ class Metrics:
         self.spool_files = Gauge(
             "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="livemax"
         )
+        self.spool_oldest_age = Gauge(
+            "mailroom_spool_oldest_age_seconds",
+            "Age of the oldest object waiting in the spool (0 when it is empty): alert on it",
+            multiprocess_mode="livemax",
+        )
+        self.spool_quarantined = Counter(
+            "mailroom_spool_quarantined_lines_total",
+            "Spool lines that could not be read, moved to the quarantine directory",
+        )
+        self.replayed_payloads = Counter(
+            "mailroom_replayed_payloads_total", "Payloads replayed from the spool into S3"
+        )
         self.restarts = Counter(
             "mailroom_supervisor_restarts_total", "Actor restarts granted by a supervisor"
         )
@@ -127,6 +139,10 @@ class Metrics:
     def spool_failed(self) -> None:
         self.spool_failures.inc()
 
+    def replay_progressed(self, landed: int, quarantined: int) -> None:
+        self.replayed_payloads.inc(landed)
+        self.spool_quarantined.inc(quarantined)
+
     def restarted(self) -> None:
         self.restarts.inc()
 
@@ -145,6 +161,7 @@ class Metrics:
                     self.slots_alive.set(state["slots_alive"])
                     self.spool_files.set(state["spool"]["files"])
                     self.spool_bytes.set(state["spool"]["bytes"])
+                    self.spool_oldest_age.set(state["spool"]["oldest_age_seconds"] or 0)
                     self.spool_writable.set(int(state["spool"]["writable"]))
                     self.held.set(state["held"])
                 except Exception:  # a failed reading must not end the sampling

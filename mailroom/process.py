@@ -19,7 +19,9 @@ from config import Settings
 from mailroom.health import CachedReport, health_report
 from mailroom.metrics import Metrics
 from mailroom.metrics import render as render_metrics
+from mailroom.progress import ReplayProgress
 from mailroom.wiring import StoreHandle, open_spool, open_store
+from store.replay import ReplayTally, replay
 from store.spool import DeadLetterSpool
 from web import create_app
 
@@ -110,7 +112,7 @@ def build_process(
         metrics=render_metrics,
         observer=metrics,
     )
-    replay_in_background(spool, handle)
+    replay_in_background(spool, handle, settings.max_workers, metrics)
     return ServingProcess(settings, spool, handle, system, draining, app)
 
 
@@ -138,22 +140,42 @@ def build_system(
         ),
         observer=metrics,
         on_exhausted=on_exhausted,
+        drain_seconds=settings.shutdown_timeout,
     )
 
 
-def replay_in_background(spool: DeadLetterSpool, handle: StoreHandle) -> None:
-    """Upload what an earlier run spooled, without delaying the start."""
+def replay_in_background(
+    spool: DeadLetterSpool, handle: StoreHandle, concurrency: int, metrics: Metrics
+) -> None:
+    """Upload what an earlier run spooled, as `mailroom replay` does, without delaying the start."""
     if not spool.files():
         return
 
-    def replay() -> None:
-        result = spool.replay(handle.store.put)
+    def run() -> None:
+        progress = ReplayProgress(spool.census())  # log lines, never a bar
+        counted = {"landed": 0, "quarantined": 0}
+
+        def report(tally: ReplayTally) -> None:
+            with lock:  # tallies arrive from several threads, perhaps out of order
+                landed = max(tally.landed - counted["landed"], 0)
+                quarantined = max(tally.quarantined - counted["quarantined"], 0)
+                counted["landed"] += landed
+                counted["quarantined"] += quarantined
+            metrics.replay_progressed(landed, quarantined)
+            progress(tally)
+
+        lock = threading.Lock()
+        tally = replay(spool, handle.store.put, concurrency=concurrency, progress=report)
+        report(tally)
         log.warning(
-            "replayed the spool: %d payload(s) landed, %d still failing, from %d file(s)",
-            result.landed,
-            result.failed,
-            result.files,
-            extra={"event": "spool_replayed", **asdict(result)},
+            "replayed the spool: %d payload(s) in %d object(s) landed, %d payload(s) still "
+            "failing (kept in the spool), %d unreadable line(s) quarantined, from %d file(s)",
+            tally.landed,
+            tally.objects_landed,
+            tally.failed,
+            tally.quarantined,
+            tally.files,
+            extra={"event": "spool_replayed", **asdict(tally)},
         )
 
-    threading.Thread(target=replay, name="spool-replay", daemon=True).start()
+    threading.Thread(target=run, name="spool-replay", daemon=True).start()

@@ -32,16 +32,20 @@ class StoreHandle:
         return f"{where} at {self.endpoint or 'AWS S3'}"
 
 
-def open_store(settings: Settings, *, start_embedded: bool) -> StoreHandle:
+def open_store(
+    settings: Settings, *, start_embedded: bool, connections: int | None = None
+) -> StoreHandle:
     """Connect to the configured bucket, or to the embedded store when none is configured.
 
-    `start_embedded` is False for commands that talk to an already running service's store.
+    `start_embedded` is False for commands that talk to an already running service's store;
+    `connections` sizes the connection pool (default: one per uploader).
     """
+    pool_size = max(connections or 0, settings.max_workers)
     if not settings.uses_embedded_store:
         store = open_s3(
             bucket=settings.s3_bucket or "",
             prefix=settings.s3_prefix,
-            pool_size=settings.max_workers,
+            pool_size=pool_size,
             endpoint_url=settings.s3_endpoint_url,
             direct_put=settings.s3_put == "direct",
         )
@@ -52,7 +56,7 @@ def open_store(settings: Settings, *, start_embedded: bool) -> StoreHandle:
     store = open_s3(
         bucket=EMBEDDED_BUCKET,
         prefix=settings.s3_prefix,
-        pool_size=settings.max_workers,
+        pool_size=pool_size,
         endpoint_url=embedded.endpoint_url,
         credentials=EMBEDDED_CREDENTIALS,
         region=EMBEDDED_REGION,

@@ -1,10 +1,13 @@
 """The dead-letter spool: objects that could not be uploaded, kept on local disk until replayed.
 
-Each write is one file of JSON lines (one object per line), written to a temporary name,
-fsynced, renamed into place and the directory fsynced: after `write` returns, the objects
-survive a crash or a power cut. Replay claims a file by renaming it, so two processes sharing
-the directory never replay the same file at once, and removes it only once every object in it
-has landed; what still fails is written back as a new spool file.
+Each write is one file of JSON lines (one object per line), written to a hidden temporary
+name, fsynced, renamed into place and the directory fsynced: after `write` returns, the
+objects survive a crash or a power cut. Only visible `*.spool` files are spool files, so a
+write torn half way (disk full, a crash) is never read as one.
+
+Replay claims a file by renaming it, so two processes sharing the directory never replay the
+same file at once; a line that cannot be read is moved aside to `quarantine/` rather than
+blocking the rest (`store/replay.py` does the uploading).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +28,38 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
 CLAIM = ".replaying-"
+TEMPORARY = ".tmp-"
+QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayResult:
-    landed: int
-    failed: int
+class Footprint:
+    """What waits in the spool, from the directory listing alone (cheap enough per scrape)."""
+
     files: int
+    bytes: int
+    oldest_age: float | None  # seconds since the oldest waiting file's objects were spooled
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    """What waits in the spool, read from the files."""
+
+    files: int
+    objects: int
+    payloads: int
+    bytes: int
+    oldest_age: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A spool file this process renamed to itself: nobody else replays it meanwhile."""
+
+    path: Path
+    spooled_at: int  # time.time_ns() of the first write of its objects
+    objects: list[S3Object]
+    quarantined: int  # lines that could not be read, moved aside
 
 
 class DeadLetterSpool:
@@ -52,16 +80,22 @@ class DeadLetterSpool:
                 f"SPOOL_DIR={self.directory} is not a writable directory ({error.strerror})"
             ) from None
 
-    def write(self, objects: Iterable[S3Object], *, reason: str) -> Path | None:
-        """Persist the objects durably; return the file written (None if there was nothing)."""
+    def write(
+        self, objects: Iterable[S3Object], *, reason: str, spooled_at: int | None = None
+    ) -> Path | None:
+        """Persist the objects durably; return the file written (None if there was nothing).
+
+        `spooled_at` keeps the original time of objects written back after a failed replay,
+        so the oldest object's age stays true.
+        """
         batch = list(objects)
         lines = [_encode(obj) for obj in batch]
         if not lines:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+        name = f"{spooled_at or time.time_ns()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
         final = self.directory / name
-        temporary = self.directory / f".tmp-{name}"
+        temporary = self.directory / f"{TEMPORARY}{name}"
         with open(temporary, "wb") as handle:
             handle.write(b"\n".join(lines) + b"\n")
             handle.flush()
@@ -86,12 +120,16 @@ class DeadLetterSpool:
         return final
 
     def files(self) -> list[Path]:
+        """The spool files waiting, oldest first; never a temporary or claimed file."""
         if not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob(f"*{SUFFIX}"))
+        return sorted(
+            path
+            for path in self.directory.iterdir()
+            if path.name.endswith(SUFFIX) and not path.name.startswith(".")
+        )
 
-    def footprint(self) -> tuple[int, int]:
-        """Files and bytes waiting in the spool, from the directory alone (cheap)."""
+    def footprint(self, now: float | None = None) -> Footprint:
         files = self.files()
         total = 0
         for path in files:
@@ -99,51 +137,105 @@ class DeadLetterSpool:
                 total += path.stat().st_size
             except FileNotFoundError:  # replayed meanwhile
                 continue
-        return len(files), total
+        oldest = min((_spooled_at(path) for path in files), default=None)
+        return Footprint(len(files), total, _age(oldest, now))
 
-    def size(self) -> tuple[int, int]:
-        """Objects and payloads waiting in the spool (read from disk)."""
-        objects = payloads = 0
-        for path in self.files():
-            for obj in _read(path):
-                objects += 1
-                payloads += obj.payloads
-        return objects, payloads
-
-    def replay(self, put: Callable[[S3Object], None]) -> ReplayResult:
-        """Upload every spooled object with `put`; keep only what raised."""
-        self._reclaim_abandoned()
-        landed = failed = files = 0
-        for path in self.files():
-            claimed = path.with_name(f"{path.name}{CLAIM}{os.getpid()}")
+    def census(self) -> Census:
+        """Objects and payloads waiting (reads every file; unreadable lines are not counted)."""
+        files = self.files()
+        objects = payloads = size = 0
+        for path in files:
             try:
-                os.rename(path, claimed)
+                data = path.read_bytes()
             except FileNotFoundError:
-                continue  # another process claimed it first
-            files += 1
-            remaining: list[S3Object] = []
-            for obj in _read(claimed):
+                continue
+            size += len(data)
+            for line in data.splitlines():
                 try:
-                    put(obj)
-                    landed += obj.payloads
-                except Exception as error:  # whatever the cause, it is kept for the next replay
-                    log.warning("replay of %s failed: %s", obj.key, error)
-                    remaining.append(obj)
-                    failed += obj.payloads
-            if remaining:
-                self.write(remaining, reason="replay failed again")
-            claimed.unlink()
-            _fsync_directory(self.directory)
-        return ReplayResult(landed, failed, files)
+                    payloads += int(orjson.loads(line)["payloads"])
+                    objects += 1
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+        oldest = min((_spooled_at(path) for path in files), default=None)
+        return Census(len(files), objects, payloads, size, _age(oldest))
 
-    def _reclaim_abandoned(self) -> None:
-        """Return files claimed by a replayer that died to the spool."""
+    def waiting(self) -> list[S3Object]:
+        """Every readable object waiting, oldest file first (for tools and tests)."""
+        found: list[S3Object] = []
+        for path in self.files():
+            try:
+                found += _read(path)[0]
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+        return found
+
+    def claim(self, path: Path) -> Claimed | None:
+        """Take this file for replay, or None if another replayer took it first."""
+        claimed = path.with_name(f"{path.name}{CLAIM}{os.getpid()}")
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None
+        objects, bad = _read(claimed)
+        if bad:
+            self._quarantine_lines(path.name, bad)
+        return Claimed(claimed, _spooled_at(path), objects, len(bad))
+
+    def release(self, claimed: Claimed, remaining: list[S3Object]) -> None:
+        """Done with a claimed file: write back what still failed, then remove it."""
+        if remaining:
+            self.write(remaining, reason="replay failed again", spooled_at=claimed.spooled_at)
+        claimed.path.unlink()
+        _fsync_directory(self.directory)
+
+    def reclaim_abandoned(self) -> int:
+        """Files claimed by a replayer that died go back to the spool; writes torn by a writer
+        that died go to quarantine. Returns how many files went back."""
         if not self.directory.is_dir():
-            return
-        for path in self.directory.glob(f"*{SUFFIX}{CLAIM}*"):
-            pid = int(path.name.rsplit("-", 1)[1])
-            if pid != os.getpid() and not _alive(pid):
-                os.replace(path, path.with_name(path.name.split(CLAIM)[0]))
+            return 0
+        returned = 0
+        for path in self.directory.iterdir():
+            name = path.name
+            if CLAIM in name and name.split(CLAIM)[0].endswith(SUFFIX):
+                if not _alive(_pid_at_end(name)):
+                    os.replace(path, path.with_name(name.split(CLAIM)[0]))
+                    returned += 1
+            elif name.startswith(TEMPORARY) and not _alive(_writer_pid(name)):
+                self._quarantine_file(path, "a spool write that never finished (torn)")
+        return returned
+
+    def _quarantine_lines(self, source: str, lines: list[tuple[int, bytes]]) -> None:
+        target = self._quarantine_dir() / f"{source}.bad"
+        with open(target, "ab") as handle:
+            handle.write(b"".join(line + b"\n" for _, line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        numbers = ", ".join(str(number) for number, _ in lines[:10])
+        log.error(
+            "spool file %s: %d line(s) could not be read (line %s) and were moved to %s; "
+            "the file's other objects are replayed",
+            source,
+            len(lines),
+            numbers,
+            target,
+            extra={"event": "spool_quarantined", "file": source, "lines": len(lines)},
+        )
+
+    def _quarantine_file(self, path: Path, why: str) -> None:
+        target = self._quarantine_dir() / path.name.removeprefix(".")
+        os.replace(path, target)
+        log.error(
+            "spool: moved %s to %s: %s",
+            path.name,
+            target,
+            why,
+            extra={"event": "spool_quarantined", "file": path.name, "lines": None},
+        )
+
+    def _quarantine_dir(self) -> Path:
+        directory = self.directory / QUARANTINE
+        directory.mkdir(exist_ok=True)
+        return directory
 
 
 def _encode(obj: S3Object) -> bytes:
@@ -156,13 +248,46 @@ def _encode(obj: S3Object) -> bytes:
     )
 
 
-def _read(path: Path) -> list[S3Object]:
-    objects = []
-    for line in path.read_bytes().splitlines():
-        if line.strip():
+def _read(path: Path) -> tuple[list[S3Object], list[tuple[int, bytes]]]:
+    """The objects in a spool file, and the (line number, line) of each it could not read."""
+    objects: list[S3Object] = []
+    bad: list[tuple[int, bytes]] = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             raw = orjson.loads(line)
-            objects.append(S3Object(raw["key"], base64.b64decode(raw["body"]), raw["payloads"]))
-    return objects
+            obj = S3Object(
+                str(raw["key"]), base64.b64decode(raw["body"], validate=True), int(raw["payloads"])
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):  # binascii.Error too
+            bad.append((number, line))
+            continue
+        objects.append(obj)
+    return objects, bad
+
+
+def _spooled_at(path: Path) -> int:
+    """The time_ns a spool file's name starts with (0 if it has none: oldest)."""
+    head = path.name.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _age(spooled_at: int | None, now: float | None = None) -> float | None:
+    if spooled_at is None:
+        return None
+    return max((now if now is not None else time.time()) - spooled_at / 1e9, 0.0)
+
+
+def _pid_at_end(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _writer_pid(name: str) -> int:
+    """The pid in a temporary file's name: .tmp-<time_ns>-<pid>-<random>.spool."""
+    parts = name.removeprefix(TEMPORARY).split("-")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -174,6 +299,8 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

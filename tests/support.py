@@ -217,9 +217,7 @@ class BrokenSpool:
         return self.real.write(objects, reason=reason)
 
     def keys(self) -> list[str]:
-        from store.spool import _read
-
-        return [obj.key for path in self.real.files() for obj in _read(path)]
+        return [obj.key for obj in self.real.waiting()]
 
 
 def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:

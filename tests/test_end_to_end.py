@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,11 +59,15 @@ def test_every_payload_lands_exactly_once_with_its_body_and_headers(service, s3_
                     for i in range(PAYLOADS_PER_COLLECTION)
                 ]
                 sent.extend(data)
-                answer = http.post(
-                    service.url + "/payloads",
-                    json={"version": "2.1-beta+7", "token": "t", "data": data},
-                    timeout=10,
-                )
+                for _ in range(50):  # a 503 refused all of it: resend, as clients are told to
+                    answer = http.post(
+                        service.url + "/payloads",
+                        json={"version": "2.1-beta+7", "token": "t", "data": data},
+                        timeout=10,
+                    )
+                    if answer.status_code != 503:
+                        break
+                    time.sleep(0.2)
                 statuses.append(answer.status_code)
                 assert answer.json() == {"accepted": PAYLOADS_PER_COLLECTION}
         return statuses

@@ -78,7 +78,7 @@ def test_the_service_replays_the_spool_at_start(sink: S3Sink, tmp_path: Path) ->
         code, log = service.stop()
     assert code == 0, log
     assert sorted(sink.objects) == sorted(obj.key for obj in left_over)
-    assert "replayed the spool: 5 payload(s) landed, 0 still failing" in log
+    assert "replayed the spool: 5 payload(s) in 5 object(s) landed, 0 payload(s) still" in log
 
 
 def test_sigterm_during_an_outage_keeps_its_backoff_and_spools_everything(
@@ -86,7 +86,7 @@ def test_sigterm_during_an_outage_keeps_its_backoff_and_spools_everything(
 ) -> None:
     import time
 
-    from store.spool import DeadLetterSpool, _read
+    from store.spool import DeadLetterSpool
 
     sink.fail_share(1.0)  # S3 failing fast: every PUT answered 503 SlowDown at once
     sink.latency = 0.0
@@ -109,6 +109,6 @@ def test_sigterm_during_an_outage_keeps_its_backoff_and_spools_everything(
     assert code == 0, log
     assert rate_draining <= 2 * max(rate_serving, 1.0), (rate_serving, rate_draining, log)
     spool = DeadLetterSpool(tmp_path / "spool")
-    spooled = [orjson.loads(obj.body) for path in spool.files() for obj in _read(path)]
+    spooled = [orjson.loads(obj.body) for obj in spool.waiting()]
     assert identities(spooled) == identities([d for c in sent for d in c])  # each once
     assert sink.payload_count() == 0

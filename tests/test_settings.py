@@ -12,7 +12,7 @@ from tests.support import ROOT
 def test_defaults_work_out_of_the_box() -> None:
     settings = Settings.from_env({})
     assert settings.port == 8000
-    assert settings.max_workers == 8
+    assert (settings.max_workers, settings.max_queue) == (32, 100)
     assert settings.ack_mode == "queued"
     assert settings.uses_embedded_store
     assert settings.s3_prefix == "payloads/"

@@ -14,7 +14,7 @@ import pytest
 
 from actors import ActorSystem, Payload, Refused
 from actors.retry import RestartPolicy
-from store.spool import DeadLetterSpool, _read
+from store.spool import DeadLetterSpool
 from tests.support import GatedStore, wait_for
 
 _ids = itertools.count()
@@ -46,7 +46,7 @@ def spool(tmp_path: Path) -> DeadLetterSpool:
 
 
 def spooled_keys(spool: DeadLetterSpool) -> list[str]:
-    return [obj.key for path in spool.files() for obj in _read(path)]
+    return [obj.key for obj in spool.waiting()]
 
 
 def start(store, spool, *, workers: int, policy: RestartPolicy = FAST, **kw: Any) -> ActorSystem:

@@ -165,6 +165,16 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "minimum": 0,
                             "description": "payloads accepted and not yet durable",
                         },
+                        "drain": {
+                            "type": "object",
+                            "description": "one object per payload: S3's measured pace and "
+                            "how many payloads may be held at that pace (503 beyond it)",
+                            "properties": {
+                                "payloads_per_second": {"type": ["number", "null"]},
+                                "held_limit": {"type": ["integer", "null"]},
+                                "uploads_measured": {"type": "integer", "minimum": 0},
+                            },
+                        },
                         "slots_alive": {"type": "integer", "minimum": 0},
                         "slots": {
                             "type": "array",
@@ -184,6 +194,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "properties": {
                                 "files": {"type": "integer", "minimum": 0},
                                 "bytes": {"type": "integer", "minimum": 0},
+                                "oldest_age_seconds": {
+                                    "type": ["number", "null"],
+                                    "description": "age of the oldest object waiting",
+                                },
                                 "writable": {
                                     "type": "boolean",
                                     "description": "false while spool writes fail",

@@ -1,0 +1,101 @@
+"""`mailroom replay` and `mailroom spool` as an operator runs them, against the S3 stand-in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.s3sink import S3Sink
+from store import S3Object
+from store.spool import DeadLetterSpool
+from tests.support import ROOT, sink_env, wait_for
+
+
+def fill(spool: DeadLetterSpool, files: int, per_file: int) -> set[str]:
+    keys = set()
+    for file in range(files):
+        batch = [
+            S3Object(f"payloads/old/{file}-{i}.json", b'{"n":%d}' % i) for i in range(per_file)
+        ]
+        spool.write(batch, reason="an earlier outage")
+        keys |= {obj.key for obj in batch}
+    return keys
+
+
+def mailroom(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailroom", *args],
+        cwd=ROOT,
+        env={**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "INFO", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_replay_shows_progress_and_exact_totals(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool")
+    keys = fill(spool, files=4, per_file=100)
+    sink.latency = 0.03
+    replaying = mailroom(sink_env(sink, spool.directory), "replay", "--concurrency", "16")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 0, out + err
+    assert set(sink.objects) == keys
+    assert spool.files() == []
+    # Not a terminal: log lines, the first at once, then the final totals on stdout.
+    assert "replay: 400 object(s) holding 400 payload(s) in 4 file(s) waiting" in err
+    assert "(16 at a time): 400 object(s) holding 400 payload(s) landed; 0 object(s)" in out
+    assert "0 unreadable line(s)" in out
+
+
+def test_a_killed_replay_rerun_lands_everything(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool")
+    keys = fill(spool, files=6, per_file=50)
+    sink.latency = 0.05
+    env = sink_env(sink, spool.directory)
+    first = mailroom(env, "replay", "--concurrency", "2")
+    wait_for(lambda: len(sink.objects) >= 20, timeout=30)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    assert len(sink.objects) < len(keys)  # it really was cut off half way
+    claimed = [p for p in spool.directory.iterdir() if ".replaying-" in p.name]
+    assert claimed, "the killed replayer held a claimed file"
+
+    sink.latency = 0.002
+    second = mailroom(env, "replay")
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, out + err
+    assert set(sink.objects) == keys  # each key stored, those of the killed file overwritten
+    assert list(spool.directory.glob("*.spool*")) == []
+
+
+def test_replay_exits_1_and_keeps_what_still_fails(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool")
+    keys = fill(spool, files=2, per_file=10)
+    sink.go_down_for(60)
+    env = sink_env(sink, spool.directory, UPLOAD_RETRY_SECONDS="0.2")
+    replaying = mailroom(env, "replay")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 1, out + err
+    assert "0 object(s) holding 0 payload(s) landed; 20 object(s) holding 20 payload(s) " in out
+    assert spool.census().objects == len(keys)
+
+
+def test_spool_command_says_what_waits(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool")
+    spool.write(
+        [S3Object("a", b"x", 3), S3Object("b", b"y", 4)],
+        reason="test",
+        spooled_at=time.time_ns() - 120 * 10**9,
+    )
+    listing = mailroom(sink_env(sink, spool.directory), "spool")
+    out, err = listing.communicate(timeout=30)
+    assert listing.returncode == 0, out + err
+    fields = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert (fields["files"], fields["objects"], fields["payloads"]) == ("1", "2", "7")
+    assert int(fields["bytes"]) == spool.files()[0].stat().st_size
+    assert 119 <= int(fields["oldest"].removesuffix(" s")) < 180
