@@ -34,3 +34,4 @@ bench: BENCH_BASELINE ?= a2ac3f6
 bench: $(STAMP)
 	$(BIN)/python -m bench.put_cost
 	$(BIN)/python -m bench.run $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+	$(BIN)/python -m bench.replay
