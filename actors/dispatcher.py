@@ -61,6 +61,10 @@ class Dispatcher:
         self._ledger = ledger
         self._clock = clock
 
+    def refusal(self) -> str | None:
+        """Why a collection would be refused right now, before it is even read; or None."""
+        return self._ledger.refusal()
+
     def submit(self, version: str, documents: Sequence[Any]) -> int:
         """Admit every document and return how many; or raise Refused, having sent nothing."""
         return self._admit(version, documents, None)

@@ -74,6 +74,21 @@ class Ledger:
                 self._outstanding[payload.id] = payload
         return None
 
+    def refusal(self) -> str | None:
+        """Why even one payload would be refused now, or None; a hint, read without the lock.
+
+        Lets the web layer answer 503 before reading and parsing a body when the mailboxes
+        are plainly full: under overload most requests are refused, and that is most of
+        their cost. `admit` still decides for whatever gets past this.
+        """
+        if self._closed:
+            return CLOSED
+        if self._held >= self._capacity:
+            return MAILBOXES_FULL
+        if self._budget is not None and len(self._outstanding) >= self._budget.limit():
+            return S3_SLOW
+        return None
+
     def withdraw(self, payloads: Iterable[Payload]) -> None:
         """Undo `admit` for a collection that provably never left the request's thread."""
         batch = list(payloads)

@@ -98,6 +98,7 @@ class S3Sink:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def endpoint(self) -> str:
@@ -164,7 +165,18 @@ class S3Sink:
             self._thread.join(5)
         self._loop.close()
 
+    def close_idle_connections(self) -> None:
+        """Close every client connection, as S3 closes idle kept-alive ones."""
+
+        async def close_all() -> None:
+            for writer in list(self._writers):
+                writer.close()
+
+        assert self._loop is not None, "serve_in_thread() first"
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -183,6 +195,7 @@ class S3Sink:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             return
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     async def _handle(

@@ -10,7 +10,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
-from store.direct_put import DirectPut, PutRejected
+from store.direct_put import DirectPut, PutFailed, PutRejected
 from store.keys import ObjectKey
 from store.objects import S3Object, encode_batch, encode_document
 
@@ -121,7 +121,6 @@ def open_s3(
             client,
             bucket,
             found,
-            pool_size=pool_size,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
         )
@@ -165,7 +164,7 @@ class S3Store:
             except PutRejected as rejected:
                 retryable = rejected.code in RETRYABLE_CODES or rejected.status >= 500
                 raise StoreError(obj.key, str(rejected), retryable=retryable) from rejected
-            except BotoCoreError as error:
+            except PutFailed as error:
                 raise StoreError(obj.key, str(error), retryable=True) from error
             return
         try:

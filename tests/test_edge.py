@@ -119,3 +119,37 @@ def test_a_chunked_body_within_the_limit_is_accepted(service) -> None:
     )
     assert response.startswith(b"HTTP/1.1 202"), response[:300]
     assert orjson.loads(response.partition(b"\r\n\r\n")[2]) == {"accepted": 2}
+
+
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_refused_unread_when_full_and_the_connection_stays_usable(sink, tmp_path, server) -> None:
+    """Full mailboxes: 503 before the body is read, and the kept-alive connection goes on."""
+    import http.client
+
+    sink.hang_for(30)  # the one uploader is stuck in its first PUT
+    env = sink_env(sink, tmp_path / "spool", SERVER=server, MAX_WORKERS="1", MAX_QUEUE="2")
+    service = ServiceProcess(env).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+        statuses = []
+        sockets = set()
+        for n in range(5):
+            body = orjson.dumps({"version": "1", "token": "t", "data": [{"n": n}, {"m": n}]})
+            connection.request(
+                "POST", "/payloads", body=body, headers={"Content-Type": "application/json"}
+            )
+            answer = connection.getresponse()
+            payload = orjson.loads(answer.read())
+            statuses.append(answer.status)
+            sockets.add(id(connection.sock))
+            if answer.status == 503:
+                assert "all uploader mailboxes are full" in payload["message"]
+                assert answer.getheader("Connection", "").lower() != "close"
+            time.sleep(0.3 if n < 2 else 0)  # the first collection is taken into hand
+        assert statuses == [202, 202, 503, 503, 503]
+        assert len(sockets) == 1  # one connection throughout: the unread bodies were skipped
+        connection.close()
+    finally:
+        sink.reset_faults()
+        code, log = service.stop()
+    assert code == 0, log

@@ -18,6 +18,10 @@ class FakeSubmitter:
     def __init__(self) -> None:
         self.received: list[tuple[str, list[Any]]] = []
         self.refuse: str | None = None
+        self.full: str | None = None  # what refusal() says: refused before the body is read
+
+    def refusal(self) -> str | None:
+        return self.full
 
     def submit(self, version: str, documents: list[Any]) -> int:
         if self.refuse:
@@ -29,6 +33,18 @@ class FakeSubmitter:
 @pytest.fixture
 def submitter() -> FakeSubmitter:
     return FakeSubmitter()
+
+
+def test_plainly_full_mailboxes_refuse_before_the_body_is_read(client, submitter) -> None:
+    submitter.full = "all uploader mailboxes are full"
+    answer = client.simulate_post(
+        "/payloads", body=b"{not json at all", headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 503  # not 400: the body was never parsed
+    assert answer.json["error"] == "overloaded"
+    assert "all uploader mailboxes are full" in answer.json["message"]
+    assert answer.headers["Retry-After"] == "3"
+    assert submitter.received == []
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ JSON_TYPES = ("application/json",)
 class Submitter(Protocol):
     """The actor system as the web layer sees it (an `actors.Dispatcher`)."""
 
+    def refusal(self) -> str | None: ...
+
     def submit(self, version: str, documents: list[Any]) -> int: ...
 
     def submit_and_wait(self, version: str, documents: list[Any], wait: float) -> Outcome: ...
@@ -60,6 +62,10 @@ class PayloadsResource:
                 "unsupported_media_type",
                 f"Content-Type must be application/json, not {media_type or 'missing'}",
             )
+        refusal = self._submitter.refusal()
+        if refusal is not None:  # plainly full: refused before the body is read or parsed
+            log.debug("refused a collection before reading it: %s", refusal)
+            raise self._overloaded(refusal)
         body = self._read_body(req)
         try:
             collection = parse_collection(body, max_payloads=self._max_payloads)
@@ -83,15 +89,18 @@ class PayloadsResource:
                 )
                 self._observer.payloads_accepted(outcome.accepted)
                 self._answer_stored(resp, outcome)
-        except Refused as refusal:
-            log.debug("refused a collection of %d: %s", len(collection.data), refusal)
+        except Refused as refused:
+            log.debug("refused a collection of %d: %s", len(collection.data), refused)
             self._observer.payloads_refused(len(collection.data))
-            raise JSONError(
-                falcon.HTTP_503,
-                "overloaded",
-                f"collection refused, none of it was accepted: {refusal}; retry later",
-                headers={"Retry-After": self._retry_after},
-            ) from None
+            raise self._overloaded(refused.reason) from None
+
+    def _overloaded(self, reason: str) -> JSONError:
+        return JSONError(
+            falcon.HTTP_503,
+            "overloaded",
+            f"collection refused, none of it was accepted: {reason}; retry later",
+            headers={"Retry-After": self._retry_after},
+        )
 
     def _answer_stored(self, resp: falcon.Response, outcome: Outcome) -> None:
         """ACK_MODE=stored: 200 only when every payload is in S3."""
