@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SERVERS = ("granian", "waitress")
+S3_CHECKS = ("strict", "warn", "off")  # a failed write probe at start: exit 1, log, or no probe
 # Python threads per process that run requests, when WEB_THREADS is not set. granian calls
 # the app before the body is in, so each slow body holds a thread: many, to outlast them.
 # waitress buffers whole requests first: a few threads keep its cores busy.
@@ -33,6 +34,7 @@ class Settings:
     """Everything the service reads from its environment."""
 
     port: int = 8000
+    host: str = "0.0.0.0"
     web_concurrency: int = 1
     web_threads: int | None = None  # None: the server's own default (SERVER_THREADS)
     max_workers: int = 32
@@ -65,6 +67,8 @@ class Settings:
     header_timeout: float = 10.0
     backlog: int = 2048
     max_connections: int = 10000
+    s3_check: str = "warn"
+    access_log: bool = True
 
     @property
     def threads(self) -> int:
@@ -84,10 +88,13 @@ class Settings:
         d = cls()  # the defaults (slotted dataclass fields are not readable on the class)
         return cls(
             port=reader.integer("PORT", d.port, minimum=1, maximum=65535),
+            host=reader.optional("HOST") or d.host,
             web_concurrency=reader.integer(
                 "WEB_CONCURRENCY", d.web_concurrency, minimum=1, maximum=64
             ),
             web_threads=reader.integer("WEB_THREADS", 0, minimum=1, maximum=4096) or None,
+            s3_check=reader.choice("S3_CHECK", d.s3_check, S3_CHECKS),
+            access_log=reader.boolean("ACCESS_LOG", d.access_log),
             max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
             max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),
             max_body_bytes=reader.integer(

@@ -77,7 +77,7 @@ def serve_granian(settings: Settings) -> int:
             "mailroom.granian_server:worker_app",
             factory=True,
             interface=Interfaces.WSGI,
-            address="0.0.0.0",
+            address=settings.host,
             port=settings.port,
             workers=settings.web_concurrency,
             backlog=settings.backlog,

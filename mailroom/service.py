@@ -32,6 +32,7 @@ def serve(settings: Settings, worker: int | None = None) -> int:
         server = make_server(
             closing_connections_when(process.draining, process.app),
             port=settings.port,
+            host=settings.host,
             threads=settings.threads,
             channel_timeout=settings.channel_timeout,
             max_body_bytes=settings.max_body_bytes,
