@@ -1,3 +1,3 @@
 """mailroom: HTTP collections in, one S3 object per payload out, through a bounded actor pool."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
