@@ -47,6 +47,7 @@ class Batch:
     received_at: float
     opened: float
     gzipped: bool = False
+    tenant: str | None = None
     payloads: list[Payload] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
@@ -63,49 +64,56 @@ class Batch:
                 received_at=self.received_at,
                 unique=self.id,
                 gzipped=self.gzipped,
+                tenant=self.tenant,
             )
         ]
 
 
 class OpenBatches:
-    """The batches an uploader is filling, one per version."""
+    """The batches an uploader is filling, one per tenant and version."""
 
     def __init__(self, limits: BatchLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = limits
         self._clock = clock
-        self._open: dict[str, Batch] = {}
+        self._open: dict[tuple[str | None, str], Batch] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
     def add(self, payload: Payload, line: bytes) -> tuple[Batch | None, list[Batch]]:
         """Add one payload; return (the batch it opened, if new) and the batches now full."""
-        batch = self._open.get(payload.version)
+        group = payload.group
+        batch = self._open.get(group)
         opened = None
         sealed: list[Batch] = []
         if batch is not None and batch.size + len(line) + 1 > self._limits.max_bytes:
-            sealed.append(self._open.pop(payload.version))
+            sealed.append(self._open.pop(group))
             batch = None
         if batch is None:
             if len(self._open) >= MAX_OPEN_BATCHES:
                 oldest = min(self._open.values(), key=lambda b: b.opened)
-                sealed.append(self._open.pop(oldest.version))
+                sealed.append(self._open.pop((oldest.tenant, oldest.version)))
             batch = Batch(
-                new_id(), payload.version, payload.received_at, self._clock(), self._limits.gzip
+                new_id(),
+                payload.version,
+                payload.received_at,
+                self._clock(),
+                self._limits.gzip,
+                payload.tenant,
             )
-            self._open[payload.version] = opened = batch
+            self._open[group] = opened = batch
         batch.payloads.append(payload)
         batch.lines.append(line)
         batch.size += len(line) + 1
         if len(batch.payloads) >= self._limits.max_payloads or batch.size >= self._limits.max_bytes:
-            sealed.append(self._open.pop(payload.version))
+            sealed.append(self._open.pop(group))
         return opened, sealed
 
     def take(self, batch_id: str) -> Batch | None:
         """The open batch with this id, removed (its wait is over), or None if already sealed."""
-        for version, batch in self._open.items():
+        for group, batch in self._open.items():
             if batch.id == batch_id:
-                return self._open.pop(version)
+                return self._open.pop(group)
         return None
 
     def take_all(self) -> list[Batch]:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STALLED = Backoff(base=0.5, cap=5.0)  # between rounds once S3 and the spool both fail
 UNENCODABLE = "unencodable/"  # key prefix for payloads whose encoding itself fails
+UNREACHABLE_AFTER = 5.0  # seconds one unit keeps failing before S3 counts as unreachable
 
 
 def describe(error: Exception) -> tuple[str, bool]:
@@ -59,6 +60,11 @@ class Delivery:
         self.deadline = deadline
         self.observer = observer or NoActorObserver()
         self.spool_error: str | None = None  # the last spool write's failure, None once one works
+        self.s3_error: str | None = None  # the last put's failure, None once one lands
+
+    def s3_checked(self, failure: str | None) -> None:
+        """What a probe outside the uploads found (the start check, a recheck)."""
+        self.s3_error = failure
 
     def deliver(self, unit: Unit, who: str) -> None:
         """Store one unit in S3 or on the spool (or leave it to the sweep past the deadline)."""
@@ -67,14 +73,17 @@ class Delivery:
         failing_since: float | None = None
         attempt = 0
         while not self.deadline.passed():
+            existed = False
             try:
                 for obj in objects:
-                    self.store.put(obj)
+                    existed |= self.store.put(obj) is False  # already there: a repeat
             except Exception as error:  # whatever S3 or the client did, it is an S3 failure
                 cause, retryable = describe(error)
                 self.observer.upload_failed(retryable)
                 now = time.monotonic()
                 failing_since = failing_since or now
+                if not retryable or now - failing_since >= UNREACHABLE_AFTER:
+                    self.s3_error = cause  # not one slow or throttled put: S3 is failing us
                 delay = self.backoff.delay(attempt)
                 attempt += 1
                 if retryable and now - failing_since + delay <= self.backoff.budget:
@@ -89,12 +98,52 @@ class Delivery:
                     return
                 self.deadline.sleep(STALLED.delay(attempt))  # keep it; try S3, then the spool
                 continue
-            payloads = self.ledger.settle(unit.payloads, landed=True)
+            self.s3_error = None
+            payloads = self.ledger.settle(
+                unit.payloads, landed=True, locations=_locations(unit, objects), existed=existed
+            )
             seconds = time.monotonic() - started
             self.observer.uploaded(payloads, seconds, unit.sealed)
             if self.budget is not None:
                 self.budget.record(len(unit.payloads), seconds)
             return
+
+    def poisoned(self, unit: Unit, reason: str, attempts: int, who: str) -> None:
+        """A unit that crashed `attempts` behaviours: each payload to S3's error prefix in an
+        envelope saying why (durable beyond this machine's disk); to the spool if S3 will not
+        take them."""
+        try:
+            for payload in unit.payloads:
+                self.store.put(
+                    self.store.error_object(
+                        payload.document,
+                        version=payload.version,
+                        received_at=payload.received_at,
+                        unique=payload.idempotent_id or payload.id,
+                        tenant=payload.tenant,
+                        error=reason,
+                        attempts=attempts,
+                    )
+                )
+        except Exception as error:
+            log.warning(
+                "%s: cannot write the dead letters of unit %s to S3 (%s: %s); spooling them",
+                who,
+                unit.id,
+                type(error).__name__,
+                error,
+            )
+            self.dead_letter([unit], reason, who)
+            return
+        self.ledger.settle(unit.payloads, landed=False)
+        log.error(
+            "%s: unit %s: %d payload(s) written to S3's error prefix with why (%s)",
+            who,
+            unit.id,
+            len(unit.payloads),
+            reason,
+            extra={"event": "dead_lettered", "payload": unit.id, "payloads": len(unit.payloads)},
+        )
 
     def dead_letter(self, units: Sequence[Unit], reason: str, who: str) -> None:
         """Straight to the spool (poison, or a tree that gave up); kept and retried if it fails."""
@@ -160,6 +209,16 @@ class Delivery:
         self.spool_error = None
         self.observer.spooled(self.ledger.settle(payloads, landed=False))
         return True
+
+
+def _locations(unit: Unit, objects: list[S3Object]) -> list[tuple[str, int | None]] | None:
+    """Where each of the unit's payloads now is: its object's key, and its line in a batch."""
+    if len(objects) != 1:
+        return None
+    key = objects[0].key
+    if not unit.sealed:  # a payload stored alone
+        return [(key, None)]
+    return [(key, line) for line in range(1, len(unit.payloads) + 1)]
 
 
 def _raw(document: Any) -> bytes:

@@ -16,7 +16,7 @@ router always finds room for what it was given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from actors.drain import DrainBudget
@@ -28,6 +28,7 @@ S3_SLOW = (
     "shutdown drain time"
 )
 CLOSED = "the service is shutting down"
+TENANT_FULL = "this tenant already holds its share of the uploaders' mailboxes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +42,21 @@ class LedgerSnapshot:
 class Ledger:
     """Room in the uploaders' mailboxes and the payloads still owed; safe from any thread."""
 
-    def __init__(self, slots: int, max_queue: int, budget: DrainBudget | None = None) -> None:
+    def __init__(
+        self,
+        slots: int,
+        max_queue: int,
+        budget: DrainBudget | None = None,
+        tenant_share: float = 1.0,
+    ) -> None:
         self._lock = threading.Lock()
         self._budget = budget
+        # What one tenant may hold at once (no tenant counts as one), so a tenant flooding
+        # the service leaves the others their room.
+        self._tenant_cap = (
+            None if tenant_share >= 1 else max(int(slots * max_queue * tenant_share), 1)
+        )
+        self._by_tenant: dict[str | None, int] = {}
         self._depths = [0] * slots
         self._held = 0  # sum of depths + reserved
         self._reserved = 0
@@ -68,6 +81,11 @@ class Ledger:
             owed = len(self._outstanding)
             if limit is not None and owed and owed + len(batch) > limit:
                 return S3_SLOW
+            tenant = batch[0].tenant if batch else None
+            holds = self._by_tenant.get(tenant, 0)
+            if self._tenant_cap is not None and holds and holds + len(batch) > self._tenant_cap:
+                return TENANT_FULL
+            self._by_tenant[tenant] = holds + len(batch)
             self._held += len(batch)
             self._reserved += len(batch)
             for payload in batch:
@@ -96,7 +114,8 @@ class Ledger:
             self._held -= len(batch)
             self._reserved -= len(batch)
             for payload in batch:
-                self._outstanding.pop(payload.id, None)
+                if self._outstanding.pop(payload.id, None) is not None:
+                    self._release(payload.tenant)
 
     # The router.
     def room(self) -> list[int]:
@@ -123,17 +142,38 @@ class Ledger:
             self._held -= count
 
     # Whoever made payloads durable.
-    def settle(self, payloads: Iterable[Payload], *, landed: bool) -> int:
-        """Mark payloads durable; each receipt is told once. Returns how many were owed."""
+    def settle(
+        self,
+        payloads: Sequence[Payload],
+        *,
+        landed: bool,
+        locations: Sequence[tuple[str, int | None]] | None = None,
+        existed: bool = False,
+    ) -> int:
+        """Mark payloads durable; each receipt is told once (with where the payload landed).
+        Returns how many were owed."""
         settled = []
         with self._lock:
-            for payload in payloads:
+            for position, payload in enumerate(payloads):
                 if self._outstanding.pop(payload.id, None) is not None:
-                    settled.append(payload)
-        for payload in settled:
+                    settled.append((position, payload))
+                    self._release(payload.tenant)
+        for position, payload in settled:
             if payload.receipt is not None:
-                payload.receipt.record(landed=landed)
+                payload.receipt.record(
+                    landed=landed,
+                    index=payload.index,
+                    location=locations[position] if locations else None,
+                    existed=existed,
+                )
         return len(settled)
+
+    def _release(self, tenant: str | None) -> None:
+        left = self._by_tenant[tenant] - 1
+        if left:
+            self._by_tenant[tenant] = left
+        else:
+            del self._by_tenant[tenant]
 
     def owes(self, payload: Payload) -> bool:
         with self._lock:

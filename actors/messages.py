@@ -28,13 +28,27 @@ class Receipt:
         self._pending = expected
         self.landed = 0
         self.spooled = 0
+        self.existed = 0  # landed, on a key that already held it (a repeat)
+        self.locations: list[tuple[str, int | None] | None] = [None] * expected
         self._lock = threading.Lock()
         self._done = threading.Event()
 
-    def record(self, *, landed: bool) -> None:
+    def record(
+        self,
+        *,
+        landed: bool,
+        index: int = 0,
+        location: tuple[str, int | None] | None = None,
+        existed: bool = False,
+    ) -> None:
+        """One payload durable: `location` is the object key it landed under and its line
+        in that object (None: the object is the payload alone)."""
         with self._lock:
             if landed:
                 self.landed += 1
+                self.existed += existed
+                if location is not None and 0 <= index < len(self.locations):
+                    self.locations[index] = location
             else:
                 self.spooled += 1
             self._pending -= 1
@@ -76,6 +90,16 @@ class Payload:
     received_at: float
     document: Any
     receipt: Receipt | None = None
+    tenant: str | None = None  # the tenant whose token posted it; None: a plain token
+    index: int = 0  # its place in the collection it came in
+    # Derived from the client's Idempotency-Key: a resent collection gets the same object
+    # keys (under `idempotent/`), so it is stored once. None: keyed by `id` and the time.
+    idempotent_id: str | None = None
+
+    @property
+    def group(self) -> tuple[str | None, str]:
+        """What a payload shares with the others of its batch: tenant and version."""
+        return (self.tenant, self.version)
 
     @property
     def payloads(self) -> tuple[Payload]:
@@ -88,7 +112,12 @@ class Payload:
     def to_objects(self, store: PayloadStore) -> list[S3Object]:
         return [
             store.object_for(
-                self.document, version=self.version, received_at=self.received_at, unique=self.id
+                self.document,
+                version=self.version,
+                received_at=self.received_at,
+                unique=self.idempotent_id or self.id,
+                tenant=self.tenant,
+                idempotent=self.idempotent_id is not None,
             )
         ]
 

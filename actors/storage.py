@@ -13,14 +13,42 @@ class PayloadStore(Protocol):
     def encode(self, document: Any) -> bytes: ...
 
     def object_for(
-        self, document: Any, *, version: str, received_at: float, unique: str
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None = None,
+        idempotent: bool = False,
     ) -> S3Object: ...
 
     def batch_object(
-        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+        self,
+        lines: list[bytes],
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        gzipped: bool,
+        tenant: str | None = None,
     ) -> S3Object: ...
 
-    def put(self, obj: S3Object) -> None: ...
+    def error_object(
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None,
+        error: str,
+        attempts: int,
+    ) -> S3Object: ...
+
+    def put(self, obj: S3Object) -> bool | None:
+        """Store it; False if it was already there (a conditional write found it)."""
+        ...
 
 
 class Spool(Protocol):

@@ -186,16 +186,18 @@ class SupervisedActor(pykka.ThreadingActor):
             return False
         del self._crashes[unit.id]
         log.error(
-            "%s: unit %s (%d payload(s)) crashed %d behaviours; spooled it as a poison message "
-            "(last: %s)",
+            "%s: unit %s (%d payload(s)) crashed %d behaviours; a poison message: dead-lettered "
+            "under S3_ERROR_PREFIX (spooled if S3 will not take it) (last: %s)",
             self,
             unit.id,
             len(unit.payloads),
             crashes,
             cause,
-            extra={"event": "poison_spooled", "actor": self.name, "payload": unit.id},
+            extra={"event": "poison_message", "actor": self.name, "payload": unit.id},
         )
-        self._delivery.dead_letter([unit], f"poison message: crashed {crashes} times", str(self))
+        self._delivery.poisoned(
+            unit, f"poison message: crashed {crashes} times (last: {cause})", crashes, str(self)
+        )
         return True
 
     def _ask(self, report: Failed) -> Directive:

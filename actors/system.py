@@ -46,6 +46,7 @@ class SystemSnapshot:
     spool_error: str | None
     gave_up: str | None
     drain: DrainEstimate
+    s3_error: str | None  # the last failure to store in S3, None once something landed
 
 
 class ActorSystem:
@@ -64,6 +65,7 @@ class ActorSystem:
         observer: ActorObserver | None = None,
         on_exhausted: Callable[[str], None] | None = None,
         drain_seconds: float | None = None,
+        tenant_share: float = 1.0,
     ) -> None:
         self._workers = workers
         self._policy = restart_policy or RestartPolicy()
@@ -78,7 +80,7 @@ class ActorSystem:
             if drain_seconds is not None and not self._limits.enabled
             else None
         )
-        self.ledger = Ledger(workers, max_queue, self.budget)
+        self.ledger = Ledger(workers, max_queue, self.budget, tenant_share)
         self.deadline = Deadline()
         self.delivery = Delivery(
             store,
@@ -144,6 +146,7 @@ class ActorSystem:
             self.delivery.spool_error,
             self.gave_up,
             self.budget.estimate() if self.budget is not None else DrainEstimate(None, None),
+            self.delivery.s3_error,
         )
 
     def _give_up(self, reason: str) -> None:

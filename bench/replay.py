@@ -32,6 +32,7 @@ import requests
 from bench.results import verdict_text
 from bench.run import NOT_INHERITED, ROOT, SINK_ENV, start_sink
 from config import Settings
+from mailroom.wiring import destination_of
 from store.objects import S3Object
 from store.spool import DeadLetterSpool
 
@@ -67,9 +68,11 @@ def sink_stats(endpoint: str) -> dict[str, int]:
     return requests.get(endpoint + "/_stats", timeout=5).json()
 
 
-def fill_spool(directory: Path, count: int, key_prefix: str) -> None:
-    """`count` single-payload objects in files of PER_FILE, as the service would spool them."""
-    spool = DeadLetterSpool(directory)
+def fill_spool(directory: Path, count: int, key_prefix: str, sink: str) -> None:
+    """`count` single-payload objects in files of PER_FILE, as the service would spool them
+    while uploading to the sink (the destination `mailroom replay` will check)."""
+    settings = Settings.from_env({**SINK_ENV, "AWS_ENDPOINT_URL_S3": sink})
+    spool = DeadLetterSpool(directory, destination_of(settings))
     for start in range(0, count, PER_FILE):
         objects = [
             S3Object(
@@ -170,8 +173,8 @@ def main() -> None:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="replay-bench-")))
         sink = start_sink(stack, LATENCY_MS)
         full, sequential = scratch / "spool", scratch / "spool-sequential"
-        fill_spool(full, OBJECTS, "payloads/replay-bench")
-        fill_spool(sequential, SEQUENTIAL_OBJECTS, "payloads/replay-bench-sequential")
+        fill_spool(full, OBJECTS, "payloads/replay-bench", sink)
+        fill_spool(sequential, SEQUENTIAL_OBJECTS, "payloads/replay-bench-sequential", sink)
         print(f"replay: {OBJECTS} objects, defaults", file=sys.stderr)
         defaults = run_replay(sink, full, OBJECTS, [], timeout=120)
         print(f"replay: {SEQUENTIAL_OBJECTS} objects, --concurrency 1", file=sys.stderr)

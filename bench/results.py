@@ -6,7 +6,9 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-PAYLOADS_PER_REQUEST = 3
+from bench.bodies import JSON_POST, PAYLOADS, Post
+
+PAYLOADS_PER_REQUEST = len(PAYLOADS)  # the same in every row, whatever its body's format
 # The row judged against the naive baseline (issue 10): one object per payload, the service's
 # default settings (no MAX_WORKERS, no MAX_QUEUE), as a fresh install runs.
 SINGLE_DEFAULTS = "mailroom single objects, defaults, 2 procs, granian"
@@ -21,6 +23,7 @@ class Scenario:
     ref: str = ""  # a baseline: the short commit whose code the server runs; "" = this work tree
     http: str = "waitress"  # the HTTP server: "granian" or "waitress" (mailroom's SERVER)
     baseline: bool = False  # with --baseline, this scenario also runs against the baseline's code
+    post: Post = JSON_POST  # what wrk posts (bench/bodies.py): the JSON document unless set
 
     @property
     def base_name(self) -> str:
@@ -131,7 +134,7 @@ def report(results: list[Result], duration: int, latency: float, wrk_threads: in
     for r in results:
         for line in targets(r, shares.get(r.scenario.name)):
             print(line)
-    comparisons = against_baseline(results)
+    comparisons = against_json(results) + against_baseline(results)
     if comparisons:
         print()
         for line in comparisons:
@@ -173,6 +176,11 @@ def targets(r: Result, share: float | None = None) -> list[str]:
         f"every accepted payload landed: {r.accepted} accepted / {r.landed} landed",
         r.landed >= r.accepted,
     )
+    if r.scenario.post != JSON_POST:  # compared with its JSON twin (against_json), not judged
+        tag = f"{r.scenario.post.label} {http}"
+        lines.append(f"{verdict(landed[1])} {tag} {landed[0]}")
+        lines.append(f"{verdict(r.drain_s <= 2)} {tag} drain <= 2 s: {r.drain_s:.1f}")
+        return lines
     if name.startswith("mailroom batched") and http == "granian":
         tag = "batched granian"
         lines.append(f"{verdict(r.rps >= 16_700)} {tag} >= 16,700 req/s: {r.rps:.0f}")
@@ -201,6 +209,45 @@ def targets(r: Result, share: float | None = None) -> list[str]:
             f"{verdict(r.peak_process_mib < 200)} overload RSS < 200 MB per process: "
             f"{r.peak_process_mib:.0f} MiB"
         )
+    return lines
+
+
+def against_json(results: list[Result]) -> list[str]:
+    """Each row posting another format beside the row of the same run with the same server and
+    settings posting the JSON document: req/s and CPU us/req, as a ratio and a difference."""
+    lines = []
+    for other in (r for r in results if r.scenario.post != JSON_POST and not r.scenario.ref):
+        s = other.scenario
+        label = s.post.label
+        twin = next(
+            (
+                r
+                for r in results
+                if r.scenario.post == JSON_POST
+                and not r.scenario.ref
+                and (r.scenario.server, r.scenario.http, r.scenario.env, r.scenario.connections)
+                == (s.server, s.http, s.env, s.connections)
+            ),
+            None,
+        )
+        if twin is None:
+            lines.append(f"{s.name}: no JSON row with the same settings in this run to compare")
+            continue
+        extra = other.cpu_us_per_request - twin.cpu_us_per_request
+        lines.append(
+            f"{label} costs {abs(extra):.0f} us/req {'more' if extra >= 0 else 'less'} than JSON "
+            f"({other.cpu_us_per_request:.0f} vs {twin.cpu_us_per_request:.0f} CPU us/req, "
+            f"{other.cpu_us_per_request / max(twin.cpu_us_per_request, 1e-9):.2f}x); req/s "
+            f"{other.rps:.0f} vs {twin.rps:.0f} ({other.rps / max(twin.rps, 1e-9):.2f}x); "
+            f"{s.name} vs {twin.scenario.name}"
+        )
+        refusals = [
+            f"{r.scenario.name}: {r.refused} 503, {r.other + r.sockerr} other"
+            for r in (other, twin)
+            if r.refused + r.other + r.sockerr
+        ]
+        if refusals:  # a 503 costs far less CPU than a 202: the us/req are not like for like
+            lines.append(f"  not like for like, not every answer a 2xx: {'; '.join(refusals)}")
     return lines
 
 

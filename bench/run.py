@@ -7,6 +7,11 @@ payloads to land, and reports: req/s, its share of the same server's ceiling, p5
 payloads accepted vs landed, drain time, landed payloads/s, peak RSS (largest process and whole
 tree), CPU per payload, and the server's CPU per answered request in the load window.
 
+Every row posts the same three payloads: as the JSON document (`{"version", "token", "data"}`),
+or, in the gzip NDJSON row, as gzip-compressed NDJSON to `/payloads?version=...` with the token
+in `Authorization: Bearer` (bench/bodies.py); that row runs the headline row's settings and is
+compared with it rather than judged by its targets.
+
 Every mailroom scenario sets SERVER (granian or waitress) explicitly. A ceiling scenario runs
 bench/ceiling.py (a Falcon app that only parses the body and answers 202) under one of the two
 servers with 2 processes: the most that server serves here; nothing lands, so no drain. With
@@ -34,23 +39,17 @@ from pathlib import Path
 
 import requests
 
+from bench.bodies import GZIP_NDJSON_POST, JSON_POST, TOKEN, Post
 from bench.measure import TreeSampler
 from bench.results import PAYLOADS_PER_REQUEST, SINGLE_DEFAULTS, Result, Scenario, report
 from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = (
-    '{"version":"1.4.2","token":"bench","data":['
-    '{"device":"sensor-0042","temp":21.5,"ts":1732800000,"tags":["a","b"]},'
-    '{"device":"sensor-0043","temp":19.0,"ts":1732800001,"tags":["c"]},'
-    '{"device":"sensor-0044","temp":23.25,"ts":1732800002,"tags":[]}]}'
-)
 WRK_THREADS = int(os.environ.get("WRK_THREADS", "1"))  # one C thread keeps up; two steal a core
 
+# wrk's Lua: [[REQUEST]] is the scenario's request (Post.lua); the counts come back in one line.
 WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[BODY]]
+[[REQUEST]]
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) ok = 0; refused = 0; other = 0 end
@@ -70,7 +69,7 @@ function done(summary, latency, requests)
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99), summary.duration))
 end
-""".replace("[[BODY]]", "'" + BODY + "'")
+"""
 
 SINK_ENV = {
     "S3_BUCKET": "bench",
@@ -78,7 +77,7 @@ SINK_ENV = {
     "AWS_SECRET_ACCESS_KEY": "bench",
     "AWS_DEFAULT_REGION": "us-east-1",
     "LOG_LEVEL": "WARNING",
-    "INGEST_TOKENS": "bench",  # the body's token: auth is on, as in production
+    "INGEST_TOKENS": TOKEN,  # the posts' token: auth is on, as in production
 }
 # Settings a scenario gets only if it sets them: not inherited from the shell that runs the
 # bench, so a row with none of them (SINGLE_DEFAULTS, bench/replay.py) runs the defaults.
@@ -111,10 +110,17 @@ BATCHED = {
 }
 
 
-def mailroom(name: str, http: str, env: dict[str, str], *, baseline: bool = False) -> Scenario:
+def mailroom(
+    name: str,
+    http: str,
+    env: dict[str, str],
+    *,
+    baseline: bool = False,
+    post: Post = JSON_POST,
+) -> Scenario:
     """A scenario of `mailroom serve` under `http` (SERVER set explicitly), 2 processes."""
     env = {"SERVER": http, "WEB_CONCURRENCY": "2", **env}
-    return Scenario(name, "mailroom", CONNECTIONS, env, http=http, baseline=baseline)
+    return Scenario(name, "mailroom", CONNECTIONS, env, http=http, baseline=baseline, post=post)
 
 
 SCENARIOS = [
@@ -125,6 +131,14 @@ SCENARIOS = [
     # payloads queued for each), one object per payload; judged against the naive row.
     mailroom(SINGLE_DEFAULTS, "granian", {}),
     mailroom("mailroom batched, 2 procs, granian", "granian", BATCHED),  # the headline
+    # The headline's settings, posting the same payloads as gzip NDJSON (issue 12): compared
+    # with the headline row, not judged by its targets.
+    mailroom(
+        "mailroom batched, gzip NDJSON, 2 procs, granian",
+        "granian",
+        BATCHED,
+        post=GZIP_NDJSON_POST,
+    ),
     # The same with 4 request threads per worker, as behind a proxy that buffers whole
     # requests: fewer threads contending for each worker's GIL (docs/benchmarks.md).
     mailroom(
@@ -141,6 +155,10 @@ SCENARIOS = [
     ),
 ]
 CEILING_PROCS = 2
+
+
+def wrk_script(post: Post) -> str:
+    return WRK_SCRIPT.replace("[[REQUEST]]", post.lua())
 
 
 def git(*args: str) -> str:
@@ -230,7 +248,7 @@ def run_scenario(
                     "--latency",
                     "-s",
                     str(script),
-                    url,
+                    f"http://127.0.0.1:{port}{scenario.post.path}",  # wrk's path and query
                 ],
                 capture_output=True,
                 text=True,
@@ -332,8 +350,11 @@ def main() -> None:
     failed: list[str] = []
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        script = scratch / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        scripts: dict[Post, Path] = {}  # one wrk script per distinct request
+        for s in chosen:
+            if s.post not in scripts:
+                scripts[s.post] = scratch / f"post-{len(scripts)}.lua"
+                scripts[s.post].write_text(wrk_script(s.post))
         plan = [(s, ROOT) for s in chosen]
         if args.baseline and any(s.baseline for s in chosen):
             commit, tree = stack.enter_context(worktree(args.baseline))
@@ -349,6 +370,7 @@ def main() -> None:
                 print(f"run {attempt + 1}/{args.repeat}: {scenario.name}", file=sys.stderr)
                 spool = scratch / f"spool-{attempt}-{index}"
                 try:
+                    script = scripts[scenario.post]
                     result = run_scenario(scenario, wrk, script, sink, args.duration, spool, code)
                 except Exception as error:  # one broken server must not lose the other figures
                     print(f"run failed: {scenario.name}: {error!r}", file=sys.stderr)

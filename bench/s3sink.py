@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gzip
 import hashlib
 import random
@@ -27,6 +28,14 @@ import orjson
 SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
+)
+PRECONDITION = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
+BAD_DIGEST = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
+    b"<Message>The Content-MD5 you specified did not match what we received.</Message></Error>"
 )
 GARBAGE = (  # a 500 whose body no UTF-8 decoder (nor XML parser) accepts
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>Internal\xffError</Code>'
@@ -46,6 +55,8 @@ class SinkStats:
     payloads: int = 0
     failed_puts: int = 0
     overwrites: int = 0
+    precondition_failed: int = 0  # If-None-Match: * on a key already stored (412)
+    lies: int = 0  # PUTs answered 200 without storing (the lie fault)
     first_put: float | None = None
     last_put: float | None = None
 
@@ -57,6 +68,7 @@ class Faults:
 
     fail_rate: float = 0.0
     garbage_rate: float = 0.0
+    lie_rate: float = 0.0  # answer 200, without an ETag, and store nothing
     hang_until: float = 0.0
     down_until: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
@@ -97,7 +109,7 @@ class S3Sink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _store_if_absent holds it around _store
         self._writers: set[asyncio.StreamWriter] = set()
 
     @property
@@ -114,6 +126,10 @@ class S3Sink:
     def garbage_errors(self, rate: float) -> None:
         """Answer that share of PUTs `500 Internal Server Error` with a body that is not UTF-8."""
         self.faults.garbage_rate = rate
+
+    def lie(self, rate: float) -> None:
+        """Answer that share of PUTs 200 with no ETag and store nothing (a broken proxy)."""
+        self.faults.lie_rate = rate
 
     def hang_for(self, seconds: float) -> None:
         """Read PUTs but answer none until `seconds` from now (a hung S3), then answer them."""
@@ -220,16 +236,35 @@ class S3Sink:
                 with self._lock:
                     self.stats.failed_puts += 1
                 return "500 Internal Server Error", {"Content-Type": "application/xml"}, GARBAGE
+            if faults.lie_rate and faults.rng.random() < faults.lie_rate:
+                with self._lock:
+                    self.stats.lies += 1
+                return "200 OK", {}, b""
             if "aws-chunked" in headers.get("content-encoding", "") or headers.get(
                 "x-amz-content-sha256", ""
             ).startswith("STREAMING"):
                 body = decode_aws_chunked(body)
-            self._store(path, body, headers)
-            etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
-            return "200 OK", {"ETag": f'"{etag}"'}, b""
+            digest = hashlib.md5(body, usedforsecurity=False)
+            sent = headers.get("content-md5")
+            if sent is not None and sent != base64.b64encode(digest.digest()).decode():
+                return "400 Bad Request", {"Content-Type": "application/xml"}, BAD_DIGEST
+            if headers.get("if-none-match") != "*":
+                self._store(path, body, headers)
+            elif not self._store_if_absent(path, body, headers):
+                return "412 Precondition Failed", {"Content-Type": "application/xml"}, PRECONDITION
+            return "200 OK", {"ETag": f'"{digest.hexdigest()}"'}, b""
         if method in ("PUT", "HEAD") and path.count("/") == 1:
             return "200 OK", {}, b""  # bucket create / head: accepted
         return "404 Not Found", {"Content-Type": "application/xml"}, b"<Error/>"
+
+    def _store_if_absent(self, path: str, body: bytes, headers: dict[str, str]) -> bool:
+        """S3's `If-None-Match: *`: store only if the key is new; False (412) otherwise."""
+        with self._lock:
+            if path.split("/", 2)[2] in self.objects:
+                self.stats.precondition_failed += 1
+                return False
+            self._store(path, body, headers)
+        return True
 
     def _store(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         key = path.split("/", 2)[2]
@@ -238,7 +273,7 @@ class S3Sink:
             for name, value in headers.items()
             if name in ("content-type", "x-amz-acl", "content-encoding")
         }
-        payloads = count_payloads(body, headers)
+        payloads = 0 if "/_mailroom/" in path else count_payloads(body, headers)  # start probes
         now = time.monotonic()
         with self._lock:
             if key in self.objects:

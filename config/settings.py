@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from config.tenants import tenants_of
+
 T = TypeVar("T")
 
 SERVERS = ("granian", "waitress")
@@ -69,11 +71,38 @@ class Settings:
     max_connections: int = 10000
     s3_check: str = "warn"
     access_log: bool = True
+    max_decompressed_bytes: int | None = None  # None: 8 x MAX_BODY_BYTES
+    tenant_rate: float = 0.0  # payloads per second per tenant; 0: no rate limit
+    tenant_burst: int | None = None  # None: twice the rate, at least one full collection
+    tenant_share: float | None = None  # None: an equal share per configured tenant
+    s3_conditional_writes: bool = True
+    s3_error_prefix: str = "errors/"
 
     @property
     def threads(self) -> int:
         """Python threads per process that run requests: WEB_THREADS, or the server's default."""
         return self.web_threads or SERVER_THREADS[self.server]
+
+    @property
+    def decompressed_limit(self) -> int:
+        """The most a compressed body may expand to (MAX_DECOMPRESSED_BYTES)."""
+        return self.max_decompressed_bytes or 8 * self.max_body_bytes
+
+    @property
+    def tenants(self) -> tuple[str, ...]:
+        return tenants_of(self.ingest_tokens)
+
+    @property
+    def burst(self) -> int:
+        """Payloads a tenant may post at once before TENANT_RATE holds it back."""
+        return self.tenant_burst or max(int(self.tenant_rate * 2), self.max_payloads_per_request)
+
+    @property
+    def share(self) -> float:
+        """The part of the mailboxes' room one tenant may hold (TENANT_SHARE)."""
+        if self.tenant_share is not None:
+            return self.tenant_share
+        return 1.0 / max(len(self.tenants), 1)
 
     @property
     def uses_embedded_store(self) -> bool:
@@ -94,6 +123,15 @@ class Settings:
             ),
             web_threads=reader.integer("WEB_THREADS", 0, minimum=1, maximum=4096) or None,
             s3_check=reader.choice("S3_CHECK", d.s3_check, S3_CHECKS),
+            max_decompressed_bytes=reader.integer(
+                "MAX_DECOMPRESSED_BYTES", 0, minimum=64, maximum=1 << 32
+            )
+            or None,
+            tenant_rate=reader.number("TENANT_RATE", d.tenant_rate, minimum=0, maximum=1e9),
+            s3_conditional_writes=reader.boolean("S3_CONDITIONAL_WRITES", d.s3_conditional_writes),
+            s3_error_prefix=reader.prefix("S3_ERROR_PREFIX", d.s3_error_prefix),
+            tenant_burst=reader.integer("TENANT_BURST", 0, minimum=1) or None,
+            tenant_share=reader.number("TENANT_SHARE", 0, minimum=0.01, maximum=1) or None,
             access_log=reader.boolean("ACCESS_LOG", d.access_log),
             max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
             max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),

@@ -63,9 +63,7 @@ def serve_granian(settings: Settings) -> int:
     open_spool(settings).prepare()  # a SPOOL_DIR that cannot be written: one line, now
     if not settings.uses_embedded_store:
         open_store(settings, start_embedded=False)  # no credentials: one line, exit 1, now
-    shared: dict[str, str] = {}
-    embedded = share_embedded_store(settings, shared) if settings.uses_embedded_store else None
-    os.environ.update(shared)  # the workers are forked from here and inherit it
+    embedded = share_embedded_store(settings) if settings.uses_embedded_store else None
     log.info(
         "starting granian with %d worker(s) on port %d",
         settings.web_concurrency,

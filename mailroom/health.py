@@ -50,6 +50,7 @@ def health_report(system: ActorSystem, spool: DeadLetterSpool) -> dict[str, Any]
             )
         ],
         "router_alive": state.router_alive,
+        "s3": {"reachable": state.s3_error is None, "error": state.s3_error},
         "held": state.ledger.outstanding,
         # One object per payload: the S3 pace measured and what may be owed at that pace.
         "drain": {

@@ -1,13 +1,17 @@
 """Prometheus metrics, correct across WEB_CONCURRENCY processes (prometheus_client multiprocess).
 
 With several serving processes, the parent gives them one PROMETHEUS_MULTIPROC_DIR; each writes
-its values there and any of them renders the sum for `GET /metrics`. Gauges that describe
-one process (mailbox depth) are summed over live processes; the spool, shared by all, is the
-largest reading. Nothing here is labelled with a token, a version or any client input.
+its values there and any of them renders the sum for `GET /metrics`. Counters and histograms
+are summed over every process that ever served; gauges that describe one process (mailbox
+depth per slot, memory, CPU, open files) are shown per live process with a `pid` label, so
+they add up (`sum()` over them) and each worker can be told apart; the spool, shared by all,
+is the largest reading. There is no `*_created` series. Nothing here is labelled with a token,
+a version or any client input.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -20,98 +24,167 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.process_collector import ProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# A `*_created` series beside every counter and histogram doubles what is scraped and stored
+# for a start time nobody queries (the multiprocess collector never writes them anyway).
+disable_created_metrics()
+
+# Time in the app per request: most answers take well under a millisecond; a `stored`
+# acknowledgement waits for S3 (up to STORED_ACK_TIMEOUT), a slow body for its client.
+REQUEST_SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+
+# prometheus_client's process collector, read once a second into per-process gauges: its own
+# `process_*` series are not written to the multiprocess directory, so they vanish there.
+PROCESS_GAUGES = {
+    "process_resident_memory_bytes": "Resident memory of this serving process, in bytes",
+    "process_virtual_memory_bytes": "Virtual memory of this serving process, in bytes",
+    "process_cpu_seconds": "CPU seconds (user + system) this process has used: rate() of it "
+    "is the cores it keeps busy",
+    "process_open_fds": "Open file descriptors of this process (sockets included)",
+    "process_max_fds": "The most file descriptors this process may open",
+    "process_start_time_seconds": "When this process started, in seconds since the epoch",
+}
 
 
 class Metrics:
     """Every metric of one process; implements the web's and the actors' observer protocols."""
 
-    def __init__(self) -> None:
-        self.requests = Counter(
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        counter = functools.partial(Counter, registry=registry)
+        gauge = functools.partial(Gauge, registry=registry)
+        histogram = functools.partial(Histogram, registry=registry)
+        self.requests = counter(
             "mailroom_http_requests_total", "HTTP answers", ["method", "route", "status"]
         )
-        self.accepted = Counter("mailroom_payloads_accepted_total", "Payloads accepted")
-        self.refused = Counter("mailroom_payloads_refused_total", "Payloads refused with 503")
-        self.depth = Gauge(
-            "mailroom_mailbox_depth",
-            "Payloads waiting in each uploader mailbox",
-            ["slot"],
-            multiprocess_mode="livesum",
+        self.request_seconds = histogram(
+            "mailroom_http_request_duration_seconds",
+            "Time in the app per request, from its headers to its answer (body read included)",
+            ["method", "route", "status"],
+            buckets=REQUEST_SECONDS_BUCKETS,
         )
-        self.slots_alive = Gauge(
+        self.accepted = counter("mailroom_payloads_accepted_total", "Payloads accepted")
+        self.refused = counter("mailroom_payloads_refused_total", "Payloads refused with 503")
+        self.depth = gauge(
+            "mailroom_mailbox_depth",
+            "Payloads waiting in each uploader mailbox, per process (pid) and slot",
+            ["slot"],
+            multiprocess_mode="liveall",  # one series per live process and slot
+        )
+        self.slots_alive = gauge(
             "mailroom_uploader_slots_alive", "Uploader slots running", multiprocess_mode="livesum"
         )
-        self.uploads = Counter("mailroom_uploads_total", "Objects stored in S3", ["kind"])
-        self.uploaded_payloads = Counter(
+        self.uploads = counter("mailroom_uploads_total", "Objects stored in S3", ["kind"])
+        self.uploaded_payloads = counter(
             "mailroom_uploaded_payloads_total", "Payloads stored in S3"
         )
-        self.failures = Counter("mailroom_upload_failures_total", "Failed S3 puts", ["retryable"])
-        self.retries = Counter("mailroom_upload_retries_total", "S3 puts retried")
-        self.latency = Histogram(
+        self.failures = counter("mailroom_upload_failures_total", "Failed S3 puts", ["retryable"])
+        self.retries = counter("mailroom_upload_retries_total", "S3 puts retried")
+        self.latency = histogram(
             "mailroom_upload_seconds",
             "Time to store one object, retries included",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
-        self.batch_size = Histogram(
+        self.batch_size = histogram(
             "mailroom_batch_payloads",
             "Payloads per stored batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
         )
-        self.spooled_payloads = Counter(
+        self.spooled_payloads = counter(
             "mailroom_spooled_payloads_total", "Payloads written to the dead-letter spool"
         )
-        self.spool_bytes = Gauge(
+        self.spool_bytes = gauge(
             "mailroom_spool_bytes", "Bytes waiting in the spool", multiprocess_mode="livemax"
         )
-        self.spool_files = Gauge(
+        self.spool_files = gauge(
             "mailroom_spool_files", "Files waiting in the spool", multiprocess_mode="livemax"
         )
-        self.spool_oldest_age = Gauge(
+        self.spool_oldest_age = gauge(
             "mailroom_spool_oldest_age_seconds",
             "Age of the oldest object waiting in the spool (0 when it is empty): alert on it",
             multiprocess_mode="livemax",
         )
-        self.spool_quarantined = Counter(
+        self.spool_quarantined = counter(
             "mailroom_spool_quarantined_lines_total",
             "Spool lines that could not be read, moved to the quarantine directory",
         )
-        self.replayed_payloads = Counter(
+        self.replayed_payloads = counter(
             "mailroom_replayed_payloads_total", "Payloads replayed from the spool into S3"
         )
-        self.restarts = Counter(
+        self.restarts = counter(
             "mailroom_supervisor_restarts_total", "Actor restarts granted by a supervisor"
         )
-        self.escalations = Counter(
+        self.escalations = counter(
             "mailroom_supervisor_escalations_total",
             "Restart intensity exceeded: a supervisor escalated to its parent",
         )
-        self.spool_failures = Counter(
+        self.spool_failures = counter(
             "mailroom_spool_write_failures_total",
             "Spool writes that failed (what they held stayed in memory, retried)",
         )
-        self.spool_writable = Gauge(
+        self.spool_writable = gauge(
             "mailroom_spool_writable",
             "1 if the last spool write worked (or none failed yet), 0 if it failed",
             multiprocess_mode="livemin",
         )
-        self.held = Gauge(
+        self.held = gauge(
             "mailroom_payloads_held",
             "Payloads accepted and not yet durable (neither in S3 nor in the spool)",
             multiprocess_mode="livesum",
         )
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self.processes = gauge(
+            "mailroom_serving_processes",
+            "Serving processes alive (1 per process: their sum is the instance's count)",
+            multiprocess_mode="livesum",
+        )
+        self.process = {
+            name: gauge("mailroom_" + name, text, multiprocess_mode="liveall")
+            for name, text in PROCESS_GAUGES.items()
+        }
+        self._process_collector = ProcessCollector(registry=None)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     # web observer
     def request_done(self, method: str, route: str, status: int) -> None:
+        self._children(method, route, status)[0].inc()
+
+    def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        count, duration = self._children(method, route, status)
+        count.inc()
+        duration.observe(seconds)
+
+    def _children(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
         key = (method, route, status)
-        child = self._request_children.get(key)
-        if child is None:  # labels() costs a few microseconds: once per combination
-            child = self._request_children[key] = self.requests.labels(method, route, str(status))
-        child.inc()
+        children = self._request_children.get(key)
+        if children is None:  # labels() costs a few microseconds: once per combination
+            labels = (method, route, str(status))
+            children = self._request_children[key] = (
+                self.requests.labels(*labels),
+                self.request_seconds.labels(*labels),
+            )
+        return children
 
     def payloads_accepted(self, count: int) -> None:
         self.accepted.inc(count)
@@ -166,12 +239,24 @@ class Metrics:
                     self.held.set(state["held"])
                 except Exception:  # a failed reading must not end the sampling
                     pass
+                self.sample_process()
                 stop.wait(seconds)
 
         stop = threading.Event()
         thread = threading.Thread(target=loop, name="metrics-sampler", daemon=True)
         thread.start()
         return thread
+
+    def sample_process(self) -> None:
+        """This process's memory, CPU and file descriptors into its gauges (Linux /proc)."""
+        self.processes.set(1)
+        try:
+            for family in self._process_collector.collect():
+                gauge = self.process.get(family.name)
+                if gauge is not None and family.samples:
+                    gauge.set(family.samples[0].value)
+        except Exception:  # no /proc, or a reading that failed: the gauges keep their values
+            pass
 
 
 def render() -> tuple[bytes, str]:

@@ -17,9 +17,11 @@ from actors.batching import BatchLimits
 from actors.retry import Backoff, RestartPolicy
 from config import Settings
 from mailroom.health import CachedReport, health_report
+from mailroom.logs import log_settings
 from mailroom.metrics import Metrics
 from mailroom.metrics import render as render_metrics
 from mailroom.progress import ReplayProgress
+from mailroom.s3_check import check_at_start, watch
 from mailroom.wiring import StoreHandle, open_spool, open_store
 from store.replay import ReplayTally, replay
 from store.spool import DeadLetterSpool
@@ -39,7 +41,7 @@ class ServingProcess:
 
     def log_start(self, server: str, worker: str = "") -> None:
         settings = self.settings
-        log.info("settings: %s", settings.describe(), extra={"event": "settings"})
+        log_settings(log, settings)
         if not settings.ingest_tokens:
             log.warning(
                 "INGEST_TOKENS is not set: any token is accepted",
@@ -98,9 +100,21 @@ def build_process(
     spool = open_spool(settings)
     spool.prepare()
     handle = open_store(settings, start_embedded=start_embedded)
+    checking = not settings.uses_embedded_store and settings.s3_check != "off"
+    failure = (
+        check_at_start(handle.store, handle.describe(), settings.s3_check) if checking else None
+    )
     metrics = Metrics()
     system = build_system(settings, handle, spool, metrics, on_exhausted)
     system.start()
+    if checking:
+        system.delivery.s3_checked(failure)
+        watch(
+            handle.store,
+            lambda: system.delivery.s3_error,
+            lambda: system.delivery.s3_checked(None),
+            stop=threading.Event(),  # a daemon thread for the life of the process
+        )
     draining = threading.Event()
     report = CachedReport(lambda: health_report(system, spool), max_age=1.0)
     metrics.sample_every(1.0, report.get)
@@ -141,6 +155,7 @@ def build_system(
         observer=metrics,
         on_exhausted=on_exhausted,
         drain_seconds=settings.shutdown_timeout,
+        tenant_share=settings.share,
     )
 
 

@@ -26,7 +26,8 @@ def serve(settings: Settings, worker: int | None = None) -> int:
 
     `worker` is set in the children of a WorkerPool: they share the port (SO_REUSEPORT).
     """
-    process = build_process(settings, start_embedded=True, on_exhausted=stop_this_process)
+    # A worker of `WEB_CONCURRENCY` uses the embedded store its parent started, if any.
+    process = build_process(settings, start_embedded=worker is None, on_exhausted=stop_this_process)
     stopping = Stopping(process.draining)
     try:
         server = make_server(

@@ -11,9 +11,9 @@ from mailroom.wiring import open_spool, open_store
 from store.replay import replay
 
 
-def replay_command(settings: Settings, concurrency: int | None) -> int:
+def replay_command(settings: Settings, concurrency: int | None, any_destination: bool) -> int:
     """Replay with a progress display; exit 0 when nothing failed, 1 when something still does."""
-    spool = open_spool(settings)
+    spool = open_spool(settings, any_destination=any_destination)
     width = concurrency or settings.max_workers
     census = spool.census()
     handle = open_store(settings, start_embedded=False, connections=width)
@@ -29,8 +29,15 @@ def replay_command(settings: Settings, concurrency: int | None) -> int:
         f"({width} at a time): {tally.objects_landed} object(s) holding {tally.landed} "
         f"payload(s) landed; {tally.objects_failed} object(s) holding {tally.failed} "
         f"payload(s) still failing, kept in the spool; {tally.quarantined} unreadable "
-        f"line(s) moved to {spool.directory / 'quarantine'}"
+        f"line(s) moved to {spool.directory / 'quarantine'}; {tally.elsewhere} file(s) for "
+        "another destination left in place"
     )
+    if tally.objects_failed and not tally.objects_landed:
+        print(
+            f"mailroom: nothing landed: is {handle.describe()} reachable, and are the "
+            "credentials allowed to write there? The objects stay in the spool.",
+            file=sys.stderr,
+        )
     return 0 if tally.failed == 0 else 1
 
 
@@ -45,4 +52,7 @@ def spool_command(settings: Settings) -> int:
     print(f"payloads          {census.payloads}")
     print(f"bytes             {census.bytes}")
     print(f"oldest            {age}")
+    print(f"destination       {spool.destination}")
+    for where, objects in sorted(census.elsewhere.items()):
+        print(f"elsewhere         {objects} object(s) for {where} (not replayed from here)")
     return 0

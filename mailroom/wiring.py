@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from config import Settings
 from store import S3Store, open_s3
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
-from store.spool import DeadLetterSpool
+from store.spool import DeadLetterSpool, Destination
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,9 @@ class StoreHandle:
     """The store, plus the embedded server behind it when there is one (to stop it later)."""
 
     store: S3Store
-    embedded: EmbeddedS3 | None = None
+    embedded: EmbeddedS3 | None = None  # the embedded server, if this process started it
     endpoint: str | None = None
+    is_embedded: bool = False
 
     def close(self) -> None:
         if self.embedded is not None:
@@ -27,7 +28,7 @@ class StoreHandle:
 
     def describe(self) -> str:
         where = f"s3://{self.store.bucket}/{self.store.prefix}"
-        if self.embedded is not None:
+        if self.is_embedded:
             return f"{where} in the embedded S3 store at {self.endpoint} (in memory, gone at exit)"
         return f"{where} at {self.endpoint or 'AWS S3'}"
 
@@ -48,6 +49,8 @@ def open_store(
             pool_size=pool_size,
             endpoint_url=settings.s3_endpoint_url,
             direct_put=settings.s3_put == "direct",
+            conditional_writes=settings.s3_conditional_writes,
+            error_prefix=settings.s3_error_prefix,
         )
         return StoreHandle(store, endpoint=settings.s3_endpoint_url)
     embedded = EmbeddedS3(settings.embedded_s3_port)
@@ -61,11 +64,25 @@ def open_store(
         credentials=EMBEDDED_CREDENTIALS,
         region=EMBEDDED_REGION,
         direct_put=settings.s3_put == "direct",
+        conditional_writes=settings.s3_conditional_writes,
+        error_prefix=settings.s3_error_prefix,
     )
     if start_embedded:
         store.ensure_bucket()
-    return StoreHandle(store, embedded if start_embedded else None, embedded.endpoint_url)
+    return StoreHandle(
+        store, embedded if start_embedded else None, embedded.endpoint_url, is_embedded=True
+    )
 
 
-def open_spool(settings: Settings) -> DeadLetterSpool:
-    return DeadLetterSpool(settings.spool_dir)
+def destination_of(settings: Settings) -> Destination:
+    """Where this configuration uploads: what its spool files record, and replay checks."""
+    if settings.uses_embedded_store:
+        return Destination("embedded", EMBEDDED_BUCKET, settings.s3_prefix)
+    endpoint = (settings.s3_endpoint_url or "aws").rstrip("/")
+    return Destination(endpoint, settings.s3_bucket or "", settings.s3_prefix)
+
+
+def open_spool(settings: Settings, *, any_destination: bool = False) -> DeadLetterSpool:
+    return DeadLetterSpool(
+        settings.spool_dir, destination_of(settings), any_destination=any_destination
+    )

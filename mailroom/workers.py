@@ -20,7 +20,7 @@ from types import FrameType
 
 from config import Settings
 from mailroom.metrics import MULTIPROC_ENV, process_died
-from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
+from store.embedded import EMBEDDED_BUCKET, EmbeddedS3
 
 log = logging.getLogger("mailroom.workers")
 
@@ -64,7 +64,7 @@ class WorkerPool:
             metrics_dir.cleanup()
 
     def _share_embedded_store(self) -> None:
-        self._embedded = share_embedded_store(self._settings, self._env)
+        self._embedded = share_embedded_store(self._settings)
 
     def _spawn(self, index: int) -> None:
         child = subprocess.Popen(
@@ -152,18 +152,10 @@ def describe_exit(code: int) -> str:
     return f"code {code}"
 
 
-def share_embedded_store(settings: Settings, env: dict[str, str]) -> EmbeddedS3:
-    """One embedded store for all serving processes, started here; `env` points them at it."""
+def share_embedded_store(settings: Settings) -> EmbeddedS3:
+    """One embedded store for all serving processes, started here; they find it on
+    EMBEDDED_S3_PORT (their settings still say "no bucket": the embedded store, not a bucket)."""
     embedded = EmbeddedS3(settings.embedded_s3_port).start()
-    env.update(
-        {
-            "S3_BUCKET": EMBEDDED_BUCKET,
-            "AWS_ENDPOINT_URL_S3": embedded.endpoint_url,
-            "AWS_ACCESS_KEY_ID": EMBEDDED_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": EMBEDDED_CREDENTIALS["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": EMBEDDED_REGION,
-        }
-    )
     from mailroom.wiring import open_store
 
     open_store(settings, start_embedded=False).store.ensure_bucket()

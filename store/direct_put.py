@@ -11,6 +11,8 @@ Proxies (`HTTPS_PROXY`) are not supported here: use `S3_PUT=boto3` behind one.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import re
 import socket
@@ -71,18 +73,32 @@ class DirectPut:
     def url_for(self, key: str) -> str:
         return f"{'https' if self._https else 'http'}://{self._host}{self._path_for(key)}"
 
-    def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
-        """One signed PUT; raises PutRejected on an error answer, PutFailed without one."""
-        path = self._path_for(key)
-        signed = self._signer.headers("PUT", self._host, path, body, headers)
-        signed["content-length"] = str(len(body))
-        status, content = self._send(path, body, signed)
-        if status != 200:
-            found = _ERROR_CODE.search(content)
-            code = found.group(1).decode("utf-8", "replace") if found else str(status)
-            raise PutRejected(code, status)
+    def put(self, key: str, body: bytes, headers: dict[str, str], *, if_absent: bool) -> bool:
+        """One signed PUT: True if it stored the object, False if `if_absent` and an object
+        was already there (412). Raises PutRejected on an error answer, PutFailed without a
+        usable one.
 
-    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        `Content-MD5` makes S3 check the body it received; a 200 without an ETag is not S3
+        having stored it (a proxy or a stand-in answering for it) and counts as a failure.
+        """
+        path = self._path_for(key)
+        extra = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+        if if_absent:
+            extra["If-None-Match"] = "*"
+        signed = self._signer.headers("PUT", self._host, path, body, {**headers, **extra})
+        signed["content-length"] = str(len(body))
+        status, content, etag = self._send(path, body, signed)
+        if status == 200:
+            if not etag:
+                raise PutFailed(f"{self._host} answered 200 without an ETag: not stored")
+            return True
+        if status == 412 and if_absent:
+            return False  # the same key, already stored: a retry or replay of what landed
+        found = _ERROR_CODE.search(content)
+        code = found.group(1).decode("utf-8", "replace") if found else str(status)
+        raise PutRejected(code, status)
+
+    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
         reused = getattr(self._local, "connection", None)
         try:
             return self._exchange(reused or self._connect(), path, body, headers)
@@ -101,13 +117,13 @@ class DirectPut:
 
     def _exchange(
         self, connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, str]:
         connection.request("PUT", path, body=body, headers=headers)
         response = connection.getresponse()
         content = response.read()  # all of it, so the connection can carry the next request
         if response.will_close:
             self._close()
-        return response.status, content
+        return response.status, content, response.getheader("ETag", "")
 
     def _connect(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection

@@ -22,6 +22,14 @@ def encode_document(document: Any) -> bytes:
     return orjson.dumps(document)
 
 
+def encode_raw(document: Any) -> str:
+    """A payload as text whatever it holds, even what JSON cannot encode (for dead letters)."""
+    try:
+        return orjson.dumps(document, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except Exception:
+        return repr(document)
+
+
 def encode_batch(lines: list[bytes], *, gzipped: bool) -> bytes:
     """Newline-delimited JSON, one payload per line; gzip level 1 (fast, ~5x on JSON)."""
     body = b"\n".join(lines) + b"\n"

@@ -33,6 +33,7 @@ class ReplayTally:
     failed: int = 0  # payloads
     files: int = 0
     quarantined: int = 0  # lines moved aside, unreadable
+    elsewhere: int = 0  # files left in place: spooled for another destination
 
     @property
     def objects_done(self) -> int:
@@ -82,6 +83,10 @@ class _Replay:
         self._spool.reclaim_abandoned()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="replay") as pool:
             for path in self._spool.files():
+                where = self._spool.bound_elsewhere(path)
+                if where is not None:
+                    self._leave(path.name, str(where))
+                    continue
                 claimed = self._spool.claim(path)
                 if claimed is None:
                     continue  # another replayer claimed it first
@@ -124,6 +129,18 @@ class _Replay:
         if last:  # its claim is released only when nothing of it is in flight
             self._spool.release(in_progress.claimed, in_progress.failed)
         self._progress(now)
+
+    def _leave(self, name: str, where: str) -> None:
+        log.warning(
+            "replay: left %s in the spool: its objects were spooled for %s, not for %s where "
+            "this process uploads; replay them from a process configured for that destination",
+            name,
+            where,
+            self._spool.destination,
+            extra={"event": "replay_elsewhere", "file": name, "destination": where},
+        )
+        with self._lock:
+            self._tally = replace(self._tally, elsewhere=self._tally.elsewhere + 1)
 
     def _count(self, *, files: int, quarantined: int) -> None:
         with self._lock:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import orjson
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,7 +14,7 @@ from botocore.handlers import add_expect_header
 
 from store.direct_put import DirectPut, PutFailed, PutRejected
 from store.keys import ObjectKey
-from store.objects import S3Object, encode_batch, encode_document
+from store.objects import S3Object, encode_batch, encode_document, encode_raw
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -34,6 +36,7 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeout",
         "RequestTimeTooSkewed",
         "Throttling",
+        "ConditionalRequestConflict",  # 409: a concurrent conditional write; try again
         "ThrottlingException",
         "500",
         "502",
@@ -95,6 +98,8 @@ def open_s3(
     credentials: dict[str, str] | None = None,
     region: str | None = None,
     direct_put: bool = True,
+    conditional_writes: bool = True,
+    error_prefix: str = "errors/",
 ) -> S3Store:
     """The store for one bucket; fails at once, in one line, if there are no credentials."""
     session = boto3.session.Session(region_name=region)
@@ -124,49 +129,111 @@ def open_s3(
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
         )
-    return S3Store(client, bucket, prefix, direct=putter)
+    return S3Store(
+        client,
+        bucket,
+        prefix,
+        direct=putter,
+        conditional_writes=conditional_writes,
+        error_prefix=error_prefix,
+    )
 
 
 class S3Store:
     """Puts payload documents into one bucket, one object each."""
 
     def __init__(
-        self, client: S3Client, bucket: str, prefix: str, direct: DirectPut | None = None
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        direct: DirectPut | None = None,
+        *,
+        conditional_writes: bool = True,
+        error_prefix: str = "errors/",
     ) -> None:
         self._client = client
         self._direct = direct
         self.bucket = bucket
         self.prefix = prefix
+        self.conditional_writes = conditional_writes
+        self.error_prefix = error_prefix
 
     def object_for(
-        self, document: Any, *, version: str, received_at: float, unique: str
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None = None,
+        idempotent: bool = False,
     ) -> S3Object:
         """Encode one payload under its key; the same facts always give the same object."""
-        key = ObjectKey(self.prefix, version, received_at, unique)
+        key = ObjectKey(
+            self.prefix, version, received_at, unique, tenant=tenant, idempotent=idempotent
+        )
         return S3Object(str(key), encode_document(document))
+
+    def error_object(
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None,
+        error: str,
+        attempts: int,
+    ) -> S3Object:
+        """A dead letter in S3: the payload as received, in an envelope saying what failed
+        (as Firehose writes to its error prefix), under `S3_ERROR_PREFIX`."""
+        key = ObjectKey(self.error_prefix, version, received_at, unique, tenant=tenant)
+        envelope = {
+            "error": error,
+            "attempts": attempts,
+            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "received_at": received_at,
+            "version": version,
+            "tenant": tenant,
+            "payload_id": unique,
+            "raw": encode_raw(document),
+        }
+        return S3Object(str(key), orjson.dumps(envelope))
 
     def encode(self, document: Any) -> bytes:
         return encode_document(document)
 
     def batch_object(
-        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+        self,
+        lines: list[bytes],
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        gzipped: bool,
+        tenant: str | None = None,
     ) -> S3Object:
         """Many payloads in one object: one JSON document per line, gzipped if asked."""
         suffix = ".ndjson.gz" if gzipped else ".ndjson"
-        key = ObjectKey(self.prefix, version, received_at, unique, suffix)
+        key = ObjectKey(self.prefix, version, received_at, unique, suffix, tenant=tenant)
         return S3Object(str(key), encode_batch(lines, gzipped=gzipped), len(lines))
 
-    def put(self, obj: S3Object) -> None:
-        """Write one object, or raise StoreError saying whether a later attempt may succeed."""
+    def put(self, obj: S3Object) -> bool:
+        """Write one object: True if written, False if it was there already (conditional
+        writes on: a retry, redelivery or replay of what landed overwrites nothing). Raises
+        StoreError saying whether a later attempt may succeed."""
         if self._direct is not None:
             try:
-                self._direct.put(obj.key, obj.body, PUT_HEADERS)
+                return self._direct.put(
+                    obj.key, obj.body, PUT_HEADERS, if_absent=self.conditional_writes
+                )
             except PutRejected as rejected:
                 retryable = rejected.code in RETRYABLE_CODES or rejected.status >= 500
                 raise StoreError(obj.key, str(rejected), retryable=retryable) from rejected
             except PutFailed as error:
                 raise StoreError(obj.key, str(error), retryable=True) from error
-            return
+        conditions = {"IfNoneMatch": "*"} if self.conditional_writes else {}
         try:
             self._client.put_object(
                 Bucket=self.bucket,
@@ -174,11 +241,15 @@ class S3Store:
                 Body=obj.body,
                 ContentType=CONTENT_TYPE,
                 ACL="private",
+                **conditions,
             )
+            return True
         except ClientError as error:
             details = error.response.get("Error", {})
             code = str(details.get("Code", "unknown"))
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" and self.conditional_writes:
+                return False
             retryable = code in RETRYABLE_CODES or status >= 500
             raise StoreError(obj.key, f"S3 answered {code}", retryable=retryable) from error
         except BotoCoreError as error:

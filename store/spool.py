@@ -33,6 +33,24 @@ QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a spooled object was going: replay sends it there and nowhere else."""
+
+    endpoint: str  # "aws", "embedded", or an S3-compatible endpoint's URL
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix} at {self.endpoint}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "bucket": self.bucket, "prefix": self.prefix}
+
+
+UNLABELLED = Destination("unknown (written before spool files named their destination)", "?", "")
+
+
+@dataclass(frozen=True, slots=True)
 class Footprint:
     """What waits in the spool, from the directory listing alone (cheap enough per scrape)."""
 
@@ -50,6 +68,7 @@ class Census:
     payloads: int
     bytes: int
     oldest_age: float | None
+    elsewhere: dict[str, int]  # objects bound for other destinations, by destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +82,20 @@ class Claimed:
 
 
 class DeadLetterSpool:
-    """Durable, append-only storage of S3 objects on local disk."""
+    """Durable, append-only storage of S3 objects on local disk, for one destination.
 
-    def __init__(self, directory: str | Path) -> None:
+    Every line records the destination it was written for; `claim` takes only files for
+    this spool's own destination, so objects spooled while pointed at one bucket are never
+    replayed into another (unless `any_destination` says so on purpose).
+    """
+
+    def __init__(
+        self, directory: str | Path, destination: Destination, *, any_destination: bool = False
+    ) -> None:
         self.directory = Path(directory)
+        self.destination = destination
+        self.any_destination = any_destination
+        self._label = destination.as_json()
 
     def prepare(self) -> None:
         """Create the directory now, so a bad SPOOL_DIR fails at start rather than when needed."""
@@ -89,7 +118,7 @@ class DeadLetterSpool:
         so the oldest object's age stays true.
         """
         batch = list(objects)
-        lines = [_encode(obj) for obj in batch]
+        lines = [_encode(obj, self._label) for obj in batch]
         if not lines:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -141,23 +170,34 @@ class DeadLetterSpool:
         return Footprint(len(files), total, _age(oldest, now))
 
     def census(self) -> Census:
-        """Objects and payloads waiting (reads every file; unreadable lines are not counted)."""
+        """Objects and payloads waiting for this destination (reads every file; unreadable
+        lines are not counted), and how many objects wait for other destinations."""
         files = self.files()
+        mine = []
         objects = payloads = size = 0
+        elsewhere: dict[str, int] = {}
         for path in files:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
                 continue
-            size += len(data)
+            counted = False
             for line in data.splitlines():
                 try:
-                    payloads += int(orjson.loads(line)["payloads"])
-                    objects += 1
+                    raw = orjson.loads(line)
+                    count = int(raw["payloads"])
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
-        oldest = min((_spooled_at(path) for path in files), default=None)
-        return Census(len(files), objects, payloads, size, _age(oldest))
+                where = _destination(raw)
+                if self._accepts(where):
+                    objects, payloads, counted = objects + 1, payloads + count, True
+                else:
+                    elsewhere[str(where)] = elsewhere.get(str(where), 0) + 1
+            if counted:
+                mine.append(path)
+                size += len(data)
+        oldest = min((_spooled_at(path) for path in mine), default=None)
+        return Census(len(mine), objects, payloads, size, _age(oldest), elsewhere)
 
     def waiting(self) -> list[S3Object]:
         """Every readable object waiting, oldest file first (for tools and tests)."""
@@ -168,6 +208,21 @@ class DeadLetterSpool:
             except FileNotFoundError:  # replayed meanwhile
                 continue
         return found
+
+    def bound_elsewhere(self, path: Path) -> Destination | None:
+        """The other destination this file's objects were written for, or None if they are
+        for this one (the first readable line says: one write, one destination)."""
+        try:
+            with open(path, "rb") as handle:
+                for line in handle:
+                    try:
+                        where = _destination(orjson.loads(line))
+                    except orjson.JSONDecodeError:
+                        continue
+                    return None if self._accepts(where) else where
+        except FileNotFoundError:
+            return None
+        return None
 
     def claim(self, path: Path) -> Claimed | None:
         """Take this file for replay, or None if another replayer took it first."""
@@ -204,6 +259,9 @@ class DeadLetterSpool:
                 self._quarantine_file(path, "a spool write that never finished (torn)")
         return returned
 
+    def _accepts(self, where: Destination) -> bool:
+        return self.any_destination or where == self.destination
+
     def _quarantine_lines(self, source: str, lines: list[tuple[int, bytes]]) -> None:
         target = self._quarantine_dir() / f"{source}.bad"
         with open(target, "ab") as handle:
@@ -238,14 +296,25 @@ class DeadLetterSpool:
         return directory
 
 
-def _encode(obj: S3Object) -> bytes:
+def _encode(obj: S3Object, destination: dict[str, str]) -> bytes:
     return orjson.dumps(
         {
             "key": obj.key,
             "body": base64.b64encode(obj.body).decode(),
             "payloads": obj.payloads,
+            "to": destination,
         }
     )
+
+
+def _destination(raw: dict) -> Destination:
+    to = raw.get("to")
+    if not isinstance(to, dict):
+        return UNLABELLED
+    try:
+        return Destination(str(to["endpoint"]), str(to["bucket"]), str(to["prefix"]))
+    except KeyError:
+        return UNLABELLED
 
 
 def _read(path: Path) -> tuple[list[S3Object], list[tuple[int, bytes]]]:

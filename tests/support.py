@@ -18,6 +18,7 @@ import orjson
 import requests
 
 from store import S3Object
+from store.spool import DeadLetterSpool, Destination
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,14 +53,31 @@ class RecordingStore:
         return orjson.dumps(document)
 
     def object_for(
-        self, document: Any, *, version: str, received_at: float, unique: str
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None = None,
+        idempotent: bool = False,
     ) -> S3Object:
-        return S3Object(f"{version}/{unique}", orjson.dumps(document))
+        where = f"{tenant}/" if tenant else ""
+        return S3Object(f"{where}{version}/{unique}", orjson.dumps(document))
 
     def batch_object(
-        self, lines: list[bytes], *, version: str, received_at: float, unique: str, gzipped: bool
+        self,
+        lines: list[bytes],
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        gzipped: bool,
+        tenant: str | None = None,
     ) -> S3Object:
-        return S3Object(f"{version}/batch-{unique}", b"\n".join(lines) + b"\n", len(lines))
+        where = f"{tenant}/" if tenant else ""
+        body = b"\n".join(lines) + b"\n"
+        return S3Object(f"{where}{version}/batch-{unique}", body, len(lines))
 
     def put(self, obj: S3Object) -> None:
         lines = obj.body.splitlines()
@@ -151,9 +169,23 @@ class GatedStore(RecordingStore):
                 event.set()
 
     def object_for(
-        self, document: Any, *, version: str, received_at: float, unique: str
+        self,
+        document: Any,
+        *,
+        version: str,
+        received_at: float,
+        unique: str,
+        tenant: str | None = None,
+        idempotent: bool = False,
     ) -> S3Object:
-        obj = super().object_for(document, version=version, received_at=received_at, unique=unique)
+        obj = super().object_for(
+            document,
+            version=version,
+            received_at=received_at,
+            unique=unique,
+            tenant=tenant,
+            idempotent=idempotent,
+        )
         self._maybe_crash(document, obj.key)
         return obj
 
@@ -204,9 +236,7 @@ class BrokenSpool:
     """A spool whose writes fail like a full disk while `broken`; else a real spool."""
 
     def __init__(self, directory: Path) -> None:
-        from store.spool import DeadLetterSpool
-
-        self.real = DeadLetterSpool(directory)
+        self.real = DeadLetterSpool(directory, ANYWHERE)
         self.broken = False
         self.failures = 0
 
@@ -220,6 +250,15 @@ class BrokenSpool:
         return [obj.key for obj in self.real.waiting()]
 
 
+# Where a spool in a test says its objects go, when no service replays it.
+ANYWHERE = Destination("test", "test-bucket", "payloads/")
+
+
+def sink_destination(sink: Any) -> Destination:
+    """The destination a service run with `sink_env(sink, ...)` uploads to (and replays)."""
+    return Destination(sink.endpoint, "sink", "payloads/")
+
+
 def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a service process that uploads to an S3Sink and spools to `spool_dir`."""
     return {
@@ -229,6 +268,9 @@ def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "sink",
         "AWS_DEFAULT_REGION": "us-east-1",
         "SPOOL_DIR": str(spool_dir),
+        # The start check writes a probe object; tests that count objects do not want it
+        # (tests/test_start_checks.py turns it on).
+        "S3_CHECK": "off",
         **extra,
     }
 

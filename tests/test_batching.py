@@ -16,7 +16,7 @@ from actors.batching import BatchLimits
 from actors.retry import RestartPolicy
 from store import S3Object, S3Store
 from store.spool import DeadLetterSpool
-from tests.support import RecordingStore, wait_for
+from tests.support import ANYWHERE, RecordingStore, wait_for
 
 _ids = itertools.count()
 
@@ -29,7 +29,7 @@ def start(store: Any, tmp_path: Path, limits: BatchLimits, workers: int = 1) -> 
     policy = RestartPolicy(backoff_base=0.01)
     system = ActorSystem(
         store,
-        DeadLetterSpool(tmp_path / "spool"),
+        DeadLetterSpool(tmp_path / "spool", ANYWHERE),
         workers=workers,
         max_queue=1000,
         batch_limits=limits,
@@ -89,7 +89,7 @@ def test_shutdown_flushes_partial_batches(tmp_path) -> None:
     assert system.drain(timeout=5) == 0
     assert sorted(len(docs) for docs in store.saved.values()) == [3, 4]
     assert sorted(d["n"] for d in stored_docs(store)) == [0, 0, 1, 1, 2, 2, 3]
-    assert DeadLetterSpool(tmp_path / "spool").files() == []  # uploaded, not swept
+    assert DeadLetterSpool(tmp_path / "spool", ANYWHERE).files() == []  # uploaded, not swept
 
 
 class CrashOnceStore(RecordingStore):
@@ -121,7 +121,7 @@ def test_a_crash_redoes_the_batch_whole_and_it_keeps_its_key(tmp_path) -> None:
     assert len(docs) == 4
     system.drain(timeout=5)  # the open batch of 2 is flushed at shutdown
     assert sorted(len(d) for d in store.saved.values()) == [2, 4]
-    assert DeadLetterSpool(tmp_path / "spool").files() == []
+    assert DeadLetterSpool(tmp_path / "spool", ANYWHERE).files() == []
 
 
 def test_s3_batch_objects_are_ndjson_and_gzip_when_asked() -> None:
@@ -156,7 +156,11 @@ def test_a_collection_bigger_than_any_one_mailbox_is_spread(tmp_path) -> None:
     store = RecordingStore()
     limits = BatchLimits(max_payloads=100, max_wait=60)
     system = ActorSystem(
-        store, DeadLetterSpool(tmp_path / "spool"), workers=3, max_queue=4, batch_limits=limits
+        store,
+        DeadLetterSpool(tmp_path / "spool", ANYWHERE),
+        workers=3,
+        max_queue=4,
+        batch_limits=limits,
     )
     system.start()
     assert route(system, payloads(10)) == 10  # 4 + 3 + 3

@@ -77,12 +77,17 @@ def test_every_payload_lands_exactly_once_with_its_body_and_headers(service, s3_
     assert statuses == [202] * CLIENTS * COLLECTIONS_PER_CLIENT
     expected = CLIENTS * COLLECTIONS_PER_CLIENT * PAYLOADS_PER_COLLECTION
 
+    def payload_keys() -> list[str]:
+        return [key for key in all_keys(client, bucket) if key != "incoming/_mailroom/write-check"]
+
     keys = wait_for(
-        lambda: (found := all_keys(client, bucket)) and len(found) >= expected and found,
+        lambda: (found := payload_keys()) and len(found) >= expected and found,
         timeout=60,
         interval=0.5,
     )
     assert len(keys) == expected
+    # The start check's probe object (S3_CHECK=warn by default) is there, and only once.
+    assert all_keys(client, bucket).count("incoming/_mailroom/write-check") == 1
     bodies = []
     for key in keys:
         assert key.startswith("incoming/dt=")

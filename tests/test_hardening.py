@@ -19,7 +19,7 @@ from actors import ActorSystem
 from config import Settings
 from mailroom.health import health_report
 from store.spool import DeadLetterSpool
-from tests.support import RecordingStore
+from tests.support import ANYWHERE, RecordingStore
 from web import create_app
 
 TOKENS = ("s3cret-one", "s3cret-two")
@@ -28,7 +28,10 @@ TOKENS = ("s3cret-one", "s3cret-two")
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[ActorSystem]:
     actors = ActorSystem(
-        RecordingStore(), DeadLetterSpool(tmp_path / "spool"), workers=2, max_queue=100_000
+        RecordingStore(),
+        DeadLetterSpool(tmp_path / "spool", ANYWHERE),
+        workers=2,
+        max_queue=100_000,
     )
     actors.start()
     yield actors
@@ -41,7 +44,7 @@ def config() -> Settings:
 
 @pytest.fixture
 def client(system: ActorSystem, config: Settings, tmp_path: Path) -> falcon.testing.TestClient:
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", ANYWHERE)
 
     def health() -> dict[str, Any]:
         return {**health_report(system, spool), "draining": False}

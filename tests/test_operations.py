@@ -55,7 +55,8 @@ def test_metrics_add_up_across_processes(sink, tmp_path, server: str) -> None:
         )
         assert metric(text, "mailroom_uploads_total", 'kind="payload"') == 120
         assert metric(text, "mailroom_upload_seconds_count") == 120
-        assert 'mailroom_mailbox_depth{slot="0"}' in text
+        # One series per process and slot (a pid label), not slot 0 of both summed together.
+        assert len(re.findall(r'^mailroom_mailbox_depth\{pid="\d+",slot="0"\} ', text, re.M)) == 2
         assert metric(text, "mailroom_uploader_slots_alive") == 64  # 32 in each process
         assert "mailroom_supervisor_restarts_total" in text
         assert "mailroom_spool_bytes" in text

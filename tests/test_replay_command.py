@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bench.s3sink import S3Sink
 from store import S3Object
-from store.spool import DeadLetterSpool
-from tests.support import ROOT, sink_env, wait_for
+from store.spool import DeadLetterSpool, Destination
+from tests.support import ROOT, ServiceProcess, free_port, sink_destination, sink_env, wait_for
 
 
 def fill(spool: DeadLetterSpool, files: int, per_file: int) -> set[str]:
@@ -38,7 +38,7 @@ def mailroom(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def test_replay_shows_progress_and_exact_totals(sink: S3Sink, tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     keys = fill(spool, files=4, per_file=100)
     sink.latency = 0.03
     replaying = mailroom(sink_env(sink, spool.directory), "replay", "--concurrency", "16")
@@ -53,7 +53,7 @@ def test_replay_shows_progress_and_exact_totals(sink: S3Sink, tmp_path: Path) ->
 
 
 def test_a_killed_replay_rerun_lands_everything(sink: S3Sink, tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     keys = fill(spool, files=6, per_file=50)
     sink.latency = 0.05
     env = sink_env(sink, spool.directory)
@@ -74,7 +74,7 @@ def test_a_killed_replay_rerun_lands_everything(sink: S3Sink, tmp_path: Path) ->
 
 
 def test_replay_exits_1_and_keeps_what_still_fails(sink: S3Sink, tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     keys = fill(spool, files=2, per_file=10)
     sink.go_down_for(60)
     env = sink_env(sink, spool.directory, UPLOAD_RETRY_SECONDS="0.2")
@@ -86,7 +86,7 @@ def test_replay_exits_1_and_keeps_what_still_fails(sink: S3Sink, tmp_path: Path)
 
 
 def test_spool_command_says_what_waits(sink: S3Sink, tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     spool.write(
         [S3Object("a", b"x", 3), S3Object("b", b"y", 4)],
         reason="test",
@@ -99,3 +99,66 @@ def test_spool_command_says_what_waits(sink: S3Sink, tmp_path: Path) -> None:
     assert (fields["files"], fields["objects"], fields["payloads"]) == ("1", "2", "7")
     assert int(fields["bytes"]) == spool.files()[0].stat().st_size
     assert 119 <= int(fields["oldest"].removesuffix(" s")) < 180
+
+
+def test_objects_spooled_for_the_embedded_store_never_go_to_a_real_bucket(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    """Spooled during `make run` (embedded store), replayed by a process with S3_BUCKET set:
+    left in place, logged, never uploaded, never deleted."""
+    embedded = Destination("embedded", "mailroom", "payloads/")
+    spool = DeadLetterSpool(tmp_path / "spool", embedded)
+    spool.write([S3Object("payloads/dev/1.json", b'{"dev":1}')], reason="development")
+    (left,) = spool.files()
+    replaying = mailroom(sink_env(sink, spool.directory), "replay")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 0, out + err
+    assert sink.objects == {}
+    assert spool.files() == [left] and left.exists()  # untouched
+    assert (
+        f"left {left.name} in the spool: its objects were spooled for "
+        "s3://mailroom/payloads/ at embedded" in err
+    )
+    assert "1 file(s) for another destination left in place" in out
+    listing = mailroom(sink_env(sink, spool.directory), "spool")
+    shown, _ = listing.communicate(timeout=30)
+    assert "elsewhere         1 object(s) for s3://mailroom/payloads/ at embedded" in shown
+
+
+def test_objects_spooled_for_a_real_bucket_never_go_to_the_embedded_store(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    """Accepted (202) and spooled while pointed at a bucket; then a plain `make run` (no
+    S3_BUCKET, the embedded in-memory store) starts on the same SPOOL_DIR: it must not replay
+    them there, where they would vanish at exit, nor delete the file."""
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
+    spool.write([S3Object("payloads/prod/1.json", b'{"prod":1}')], reason="S3 outage")
+    (left,) = spool.files()
+    service = ServiceProcess(
+        {"SPOOL_DIR": str(spool.directory), "EMBEDDED_S3_PORT": str(free_port())}
+    ).start()
+    try:
+        wait_for(lambda: "replay_elsewhere" in service.log(), timeout=20)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert left.exists() and spool.files() == [left]
+    assert (
+        f"spooled for s3://sink/payloads/ at {sink.endpoint}, not for "
+        "s3://mailroom/payloads/ at embedded" in log
+    )
+    # ...and the process configured for that bucket replays it there.
+    replaying = mailroom(sink_env(sink, spool.directory), "replay")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 0, out + err
+    assert set(sink.objects) == {"payloads/prod/1.json"}
+    assert spool.files() == []
+
+
+def test_any_destination_replays_elsewhere_on_purpose(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool", Destination("aws", "old-bucket", "in/"))
+    spool.write([S3Object("in/1.json", b"{}")], reason="test")
+    replaying = mailroom(sink_env(sink, spool.directory), "replay", "--any-destination")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 0, out + err
+    assert set(sink.objects) == {"in/1.json"} and spool.files() == []

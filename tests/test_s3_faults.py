@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from bench.s3sink import S3Sink
-from tests.support import ServiceProcess, post_collections, sink_env, wait_for
+from tests.support import ServiceProcess, post_collections, sink_destination, sink_env, wait_for
 
 
 def landed_documents(sink: S3Sink) -> list[dict]:
@@ -67,7 +67,7 @@ def test_the_service_replays_the_spool_at_start(sink: S3Sink, tmp_path: Path) ->
     from store import S3Object
     from store.spool import DeadLetterSpool
 
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     left_over = [S3Object(f"payloads/old/{i}.json", b'{"old":%d}' % i) for i in range(5)]
     spool.write(left_over, reason="an earlier run")
     service = run_service(sink, tmp_path)
@@ -108,7 +108,7 @@ def test_sigterm_during_an_outage_keeps_its_backoff_and_spools_everything(
         code, log = service.stop(timeout=20, signal_it=False)
     assert code == 0, log
     assert rate_draining <= 2 * max(rate_serving, 1.0), (rate_serving, rate_draining, log)
-    spool = DeadLetterSpool(tmp_path / "spool")
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
     spooled = [orjson.loads(obj.body) for obj in spool.waiting()]
     assert identities(spooled) == identities([d for c in sent for d in c])  # each once
     assert sink.payload_count() == 0

@@ -100,7 +100,7 @@ def test_missing_aws_credentials_stop_the_process_at_start_with_one_line(tmp_pat
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "mailroom: cannot start: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY, or run where an instance role provides them"
@@ -129,7 +129,7 @@ def test_a_spool_dir_that_cannot_be_made_stops_the_process_with_one_line(
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = [line for line in result.stderr.strip().splitlines() if "mailroom:" in line]
     assert lines == [
         f"mailroom: cannot start: SPOOL_DIR={blocker / 'spool'} is not a writable directory "

@@ -17,7 +17,7 @@ import requests
 
 from bench.s3sink import S3Sink
 from store.spool import DeadLetterSpool
-from tests.support import ROOT, ServiceProcess, post_collections, sink_env, wait_for
+from tests.support import ANYWHERE, ROOT, ServiceProcess, post_collections, sink_env, wait_for
 
 
 def identity(document: dict) -> tuple:
@@ -32,7 +32,7 @@ def rss_kib(pid: int) -> int:
 
 
 def spooled_documents(spool_dir: Path) -> list[dict]:
-    return [orjson.loads(obj.body) for obj in DeadLetterSpool(spool_dir).waiting()]
+    return [orjson.loads(obj.body) for obj in DeadLetterSpool(spool_dir, ANYWHERE).waiting()]
 
 
 @pytest.mark.parametrize("server", ["granian", "waitress"])
@@ -105,7 +105,7 @@ def test_sigterm_under_load_exits_in_time_and_loses_nothing(
     )
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "holding 0 payload(s) still failing" in replay.stdout
-    assert DeadLetterSpool(spool_dir).files() == []
+    assert DeadLetterSpool(spool_dir, ANYWHERE).files() == []
     landed = [orjson.loads(obj.body) for obj in sink.objects.values()]
     assert {identity(d) for d in acked} <= {identity(d) for d in landed}
     assert len(landed) == len({identity(d) for d in landed})  # each payload once
@@ -150,7 +150,9 @@ def test_ack_mode_stored_answers_200_once_payloads_are_in_s3(sink: S3Sink, tmp_p
             service.url + "/payloads", json={"version": "1", "token": "t", "data": data}, timeout=10
         )
         assert answer.status_code == 200
-        assert answer.json() == {"accepted": 3, "stored": 3}
+        body = answer.json()
+        assert (body["accepted"], body["stored"], body["repeat"]) == (3, 3, False)
+        assert [receipt["line"] for receipt in body["receipts"]] == [None, None, None]
         landed = {identity(orjson.loads(obj.body)) for obj in sink.objects.values()}
         assert landed == {identity(d) for d in data}  # already there when answered
 

@@ -17,6 +17,7 @@ from mailroom.progress import ReplayProgress
 from store import S3Object
 from store.replay import replay
 from store.spool import DeadLetterSpool
+from tests.support import ANYWHERE
 
 
 def objects(n: int, prefix: str = "k") -> list[S3Object]:
@@ -51,7 +52,7 @@ class Recorder:
 
 
 def test_written_objects_come_back_byte_for_byte(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     binary = S3Object("batch", bytes(range(256)), 40)
     spool.write([*objects(3), binary], reason="test")
     assert len(spool.files()) == 1
@@ -67,7 +68,7 @@ def test_written_objects_come_back_byte_for_byte(tmp_path: Path) -> None:
 
 
 def test_replay_uploads_in_parallel_and_each_object_once(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     for file in range(20):
         spool.write(objects(25, prefix=f"f{file}-"), reason="test")
     put = Recorder(delay=0.01)
@@ -80,7 +81,7 @@ def test_replay_uploads_in_parallel_and_each_object_once(tmp_path: Path) -> None
 
 
 def test_replay_keeps_exactly_what_failed_with_its_age(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     written = spool.write(objects(5), reason="test")
     assert written is not None
     first_spooled = written.name.split("-")[0]
@@ -98,13 +99,15 @@ def test_replay_keeps_exactly_what_failed_with_its_age(tmp_path: Path) -> None:
 
 
 def test_two_replayers_at_once_upload_each_object_once(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     for file in range(30):
         spool.write(objects(10, prefix=f"f{file}-"), reason="test")
     put = Recorder(delay=0.002)
     replayers = [
         threading.Thread(
-            target=replay, args=(DeadLetterSpool(tmp_path), put), kwargs={"concurrency": 4}
+            target=replay,
+            args=(DeadLetterSpool(tmp_path, ANYWHERE), put),
+            kwargs={"concurrency": 4},
         )
         for _ in range(2)
     ]
@@ -126,7 +129,7 @@ def dead_pid() -> int:
 
 
 def test_a_file_claimed_by_a_dead_replayer_is_replayed(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     path = spool.write(objects(2), reason="test")
     assert path is not None
     os.rename(path, path.with_name(f"{path.name}.replaying-{dead_pid()}"))
@@ -139,7 +142,7 @@ def test_a_file_claimed_by_a_dead_replayer_is_replayed(tmp_path: Path) -> None:
 def test_a_torn_write_is_never_read_and_is_moved_aside(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     spool.write(objects(3), reason="test")
     torn = tmp_path / f".tmp-{time.time_ns()}-{dead_pid()}-abcd.spool"
     torn.write_bytes(b'{"key":"half","body":"eyJu')  # the disk filled half way through
@@ -160,7 +163,7 @@ def test_a_torn_write_is_never_read_and_is_moved_aside(
 def test_a_corrupt_line_is_quarantined_and_the_rest_replays(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     path = spool.write(objects(4), reason="test")
     assert path is not None
     lines = path.read_bytes().splitlines()
@@ -179,7 +182,7 @@ def test_a_corrupt_line_is_quarantined_and_the_rest_replays(
 
 
 def test_census_and_footprint_say_what_waits_and_how_old(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     assert spool.footprint().oldest_age is None
     spool.write(objects(2), reason="test", spooled_at=time.time_ns() - 90 * 10**9)
     spool.write([S3Object("batch", b"x" * 10, 7)], reason="test")
@@ -198,7 +201,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_is_a_bar_on_a_terminal(tmp_path: Path) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     spool.write(objects(40), reason="test")
     terminal = Terminal()
     progress = ReplayProgress(spool.census(), stream=terminal)
@@ -209,7 +212,7 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_progress_is_log_lines_elsewhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    spool = DeadLetterSpool(tmp_path)
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
     spool.write(objects(10), reason="test")
     ticks = iter(range(0, 1000, 3))  # each reading of the clock is 3 s later
     with caplog.at_level(logging.INFO, logger="mailroom"):
@@ -231,4 +234,4 @@ def test_an_unwritable_spool_dir_fails_at_prepare(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(OSError, match=r"SPOOL_DIR=.* is not a writable directory"):
-        DeadLetterSpool(blocker / "spool").prepare()
+        DeadLetterSpool(blocker / "spool", ANYWHERE).prepare()

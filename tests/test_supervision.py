@@ -15,7 +15,7 @@ import pytest
 from actors import ActorSystem, Payload, Refused
 from actors.retry import RestartPolicy
 from store.spool import DeadLetterSpool
-from tests.support import GatedStore, wait_for
+from tests.support import ANYWHERE, GatedStore, wait_for
 
 _ids = itertools.count()
 FAST = RestartPolicy(max_restarts=5, period=60, backoff_base=0.01, backoff_cap=0.05)
@@ -42,7 +42,7 @@ def store() -> Iterator[GatedStore]:
 
 @pytest.fixture
 def spool(tmp_path: Path) -> DeadLetterSpool:
-    return DeadLetterSpool(tmp_path / "spool")
+    return DeadLetterSpool(tmp_path / "spool", ANYWHERE)
 
 
 def spooled_keys(spool: DeadLetterSpool) -> list[str]:
@@ -101,7 +101,7 @@ def test_a_poison_message_is_spooled_after_three_crashes_and_the_rest_lands(
     # Encoding it is what crashes, so it is spooled raw, under its own prefix.
     assert spooled_keys(spool) == [f"unencodable/{batch[0].id}.json"]
     assert store.seen[key(batch[0])] == 4  # three crashes, and the try before spooling it raw
-    poison = events(caplog, "poison_spooled")
+    poison = events(caplog, "poison_message")
     assert [r.payload for r in poison] == [batch[0].id]
     assert all(ref.is_alive() for ref in system.uploaders)
     assert system.dispatcher().admit(payloads({"n": 9})) == 1  # the slot carries on

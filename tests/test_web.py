@@ -23,7 +23,13 @@ class FakeSubmitter:
     def refusal(self) -> str | None:
         return self.full
 
-    def submit(self, version: str, documents: list[Any]) -> int:
+    def submit(
+        self,
+        version: str,
+        documents: list[Any],
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
         if self.refuse:
             raise Refused(self.refuse)
         self.received.append((version, documents))

@@ -9,8 +9,9 @@ from typing import Any
 import falcon
 
 from config import Settings
+from web.access_log import AccessLogMiddleware, NotingPayloads
 from web.errors import handle_unexpected, serialize_error
-from web.health import HealthResource
+from web.health import HealthResource, LivenessResource, ReadinessResource
 from web.media import json_handlers
 from web.observer import HttpObserver, NoHttpObserver, ObservingMiddleware
 from web.openapi import OpenAPIResource
@@ -44,24 +45,30 @@ def create_app(
 
     `draining` is set at shutdown: from then on every POST is answered 503 and the
     connection closed, so clients go elsewhere while the mailboxes drain. `health` reports
-    the state behind `/healthz`; `metrics` renders `/metrics`; `observer` counts requests.
+    the state behind `/healthz`; `metrics` renders `/metrics`; `observer` counts and times
+    requests. With `settings.access_log` every answer is logged on `mailroom.access`.
     """
     observer = observer or NoHttpObserver()
-    app = falcon.App(
-        middleware=[
-            RequestIdMiddleware(),
-            ObservingMiddleware(observer),
-            OpsTokenMiddleware(settings.ops_tokens),
-        ]
-    )
+    payloads_observer: HttpObserver = observer
+    middleware: list[object] = [RequestIdMiddleware()]
+    if settings.access_log:
+        # Listed before the observing middleware, so that its process_response runs after
+        # that one's (Falcon goes in reverse) and finds the request's duration.
+        middleware.append(AccessLogMiddleware())
+        payloads_observer = NotingPayloads(observer)
+    middleware += [ObservingMiddleware(observer), OpsTokenMiddleware(settings.ops_tokens)]
+    app = falcon.App(middleware=middleware)
     handlers = json_handlers()
     app.req_options.media_handlers.update(handlers)
     app.resp_options.media_handlers.update(handlers)
     app.add_error_handler(Exception, handle_unexpected)
     app.set_error_serializer(serialize_error)
     draining = draining or threading.Event()
-    app.add_route("/payloads", PayloadsResource(submitter, settings, draining, observer))
-    app.add_route("/healthz", HealthResource(health or (lambda: {"draining": draining.is_set()})))
+    app.add_route("/payloads", PayloadsResource(submitter, settings, draining, payloads_observer))
+    report = health or (lambda: {"draining": draining.is_set()})
+    app.add_route("/healthz", HealthResource(report))
+    app.add_route("/livez", LivenessResource(report))
+    app.add_route("/readyz", ReadinessResource(report))
     if metrics is not None:
         app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPIResource(settings))

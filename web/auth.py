@@ -1,25 +1,50 @@
-"""Checking a collection's token against INGEST_TOKENS without leaking it through timing."""
+"""Checking a client's token against INGEST_TOKENS without leaking it through timing."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
+
+from config.tenants import split_entry
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who a token belongs to: a tenant, or None for a plain token (or no INGEST_TOKENS)."""
+
+    tenant: str | None
+
+
+ANYONE = Client(None)
 
 
 class TokenCheck:
-    """Accepts a token that equals one of the configured ones; with none configured, any."""
+    """Knows the configured tokens; with none configured, accepts any token as no tenant."""
 
-    def __init__(self, tokens: tuple[str, ...] | None) -> None:
-        self._tokens = [t.encode() for t in tokens] if tokens else None
+    def __init__(self, entries: tuple[str, ...] | None, *, tenants: bool = True) -> None:
+        """`tenants`: read `name:token` entries as a tenant's token (INGEST_TOKENS, not
+        OPS_TOKEN, whose entries are plain tokens, colons and all)."""
+        split = split_entry if tenants else (lambda entry: (None, entry))
+        self._tokens = (
+            [(token.encode(), Client(tenant)) for tenant, token in map(split, entries)]
+            if entries
+            else None
+        )
 
     @property
     def enforced(self) -> bool:
         return self._tokens is not None
 
-    def accepts(self, token: str) -> bool:
+    def identify(self, token: str) -> Client | None:
+        """The client this token belongs to, or None if it is not accepted."""
         if self._tokens is None:
-            return True
+            return ANYONE
         given = token.encode("utf-8", "surrogatepass")
-        matched = False
-        for expected in self._tokens:  # every one is compared: no early exit to time
-            matched |= hmac.compare_digest(given, expected)
-        return matched
+        found = None
+        for expected, client in self._tokens:  # every one is compared: no early exit to time
+            if hmac.compare_digest(given, expected) and found is None:
+                found = client
+        return found
+
+    def accepts(self, token: str) -> bool:
+        return self.identify(token) is not None

@@ -49,13 +49,7 @@ def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
         _parse_strictly(body)
     if not isinstance(document, dict):
         raise InvalidCollection("body", "must be a JSON object")
-    version = _required_string(document, "version")
-    if len(version) > MAX_VERSION_CHARS or not VERSION.fullmatch(version):
-        raise InvalidCollection(
-            "version",
-            f"must be 1 to {MAX_VERSION_CHARS} characters of letters, digits and . _ + - "
-            "(starting with a letter or digit)",
-        )
+    version = check_version(_required_string(document, "version"))
     token = _required_string(document, "token")
     if not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise InvalidCollection("token", f"must be 1 to {MAX_TOKEN_CHARS} characters")
@@ -72,6 +66,43 @@ def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
         if not isinstance(payload, dict):
             raise InvalidCollection(f"data[{index}]", "must be a JSON object")
     return Collection(version, token, data)
+
+
+def check_version(version: str | None, field: str = "version") -> str:
+    """A version as the JSON body's `version` must be, wherever it came from."""
+    if version is None:
+        raise InvalidCollection(field, "is required")
+    if len(version) > MAX_VERSION_CHARS or not VERSION.fullmatch(version):
+        raise InvalidCollection(
+            field,
+            f"must be 1 to {MAX_VERSION_CHARS} characters of letters, digits and . _ + - "
+            "(starting with a letter or digit)",
+        )
+    return version
+
+
+def parse_ndjson(body: bytes, *, max_payloads: int) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); the first bad line refuses them all."""
+    data: list[dict[str, Any]] = []
+    strict = _LONG_DIGITS.search(body) is not None
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        field = f"line {number}"
+        try:
+            payload = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise InvalidCollection(field, f"is not valid JSON ({error})") from None
+        if strict:
+            _parse_strictly(line, field)
+        if not isinstance(payload, dict):
+            raise InvalidCollection(field, "must be a JSON object")
+        data.append(payload)
+        if len(data) > max_payloads:
+            raise InvalidCollection("body", f"holds more than {max_payloads} payloads")
+    if not data:
+        raise InvalidCollection("body", "must hold at least one payload (one JSON object a line)")
+    return data
 
 
 def _required_string(document: dict[str, Any], field: str) -> str:
@@ -91,7 +122,7 @@ def _needs_strict_parse(body: bytes) -> bool:
     )
 
 
-def _parse_strictly(body: bytes) -> None:
+def _parse_strictly(body: bytes, where: str = "body") -> None:
     """Refuse integers beyond 64 bits and a top-level name given twice (orjson allows both)."""
     objects: list[list[tuple[str, Any]]] = []
 
@@ -102,7 +133,7 @@ def _parse_strictly(body: bytes) -> None:
     def integer(text: str) -> int:
         value = int(text)
         if not INT_MIN <= value <= UINT_MAX:
-            raise InvalidCollection("body", f"holds an integer beyond 64 bits ({text[:30]})")
+            raise InvalidCollection(where, f"holds an integer beyond 64 bits ({text[:30]})")
         return value
 
     try:
@@ -110,9 +141,9 @@ def _parse_strictly(body: bytes) -> None:
     except InvalidCollection:
         raise
     except RecursionError:  # orjson allows 1024 levels; the standard library a little fewer
-        raise InvalidCollection("body", "is nested too deeply") from None
+        raise InvalidCollection(where, "is nested too deeply") from None
     except ValueError as error:
-        raise InvalidCollection("body", f"is not valid JSON ({error})") from None
+        raise InvalidCollection(where, f"is not valid JSON ({error})") from None
     if objects:
         names = [name for name, _ in objects[-1]]  # the outermost object is built last
         for name in TOP_LEVEL:

@@ -27,3 +27,49 @@ class HealthResource:
         report["status"] = ("degraded" if degraded else "ok") if healthy else "unavailable"
         resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
         resp.media = report
+
+
+class LivenessResource:
+    """`GET /livez`: is the process working? 200 while it serves or drains; 503 only once the
+    supervision tree gave up (the process is about to exit: restart it). For an orchestrator's
+    liveness probe: a draining process must not be killed for being busy."""
+
+    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+        self._probe = probe
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        report = self._probe()
+        alive = not report.get("gave_up")
+        resp.status = falcon.HTTP_200 if alive else falcon.HTTP_503
+        resp.media = {"alive": alive, "gave_up": report.get("gave_up")}
+
+
+class ReadinessResource:
+    """`GET /readyz`: should traffic come here? 200 only when not draining, the tree has not
+    given up, an uploader is alive, S3 takes writes and the spool can be written; otherwise
+    503 with every reason, and what waits in the spool (it grows while S3 is unreachable)."""
+
+    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+        self._probe = probe
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        report = self._probe()
+        reasons = []
+        if report.get("draining"):
+            reasons.append("draining: shutting down")
+        if report.get("gave_up"):
+            reasons.append(f"the supervision tree gave up: {report['gave_up']}")
+        if report.get("slots_alive", 1) == 0:
+            reasons.append("no uploader is alive")
+        s3 = report.get("s3", {})
+        if s3.get("reachable") is False:
+            reasons.append(f"S3 does not take writes: {s3.get('error')}")
+        spool = report.get("spool", {})
+        if spool.get("writable") is False:
+            reasons.append(f"the spool cannot be written: {spool.get('error')}")
+        resp.status = falcon.HTTP_503 if reasons else falcon.HTTP_200
+        resp.media = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "spool": {k: spool.get(k) for k in ("files", "bytes", "oldest_age_seconds")},
+        }

@@ -42,13 +42,56 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/payloads": {
                 "post": {
                     "summary": "Accept a collection of payloads, whole or not at all",
-                    "parameters": [request_id],
+                    "parameters": [
+                        request_id,
+                        {
+                            "name": "version",
+                            "in": "query",
+                            "required": False,
+                            "description": "the payloads' version: required with an NDJSON body",
+                            "schema": {
+                                "type": "string",
+                                "maxLength": MAX_VERSION_CHARS,
+                                "pattern": f"^{VERSION.pattern}$",
+                            },
+                        },
+                        {
+                            "name": "Authorization",
+                            "in": "header",
+                            "required": False,
+                            "description": "Bearer <token>: checked before the body is read; "
+                            "required with an NDJSON body when INGEST_TOKENS is set",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "Content-Encoding",
+                            "in": "header",
+                            "required": False,
+                            "description": "gzip, deflate or zstd; expanded at most to "
+                            f"{settings.decompressed_limit} bytes",
+                            "schema": {"enum": ["gzip", "x-gzip", "deflate", "zstd", "identity"]},
+                        },
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "description": "a resent collection with the same key is stored "
+                            "once (one object per payload mode)",
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:~+/=-]{1,128}$"},
+                        },
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {"$ref": "#/components/schemas/Collection"}
-                            }
+                            },
+                            "application/x-ndjson": {
+                                "schema": {
+                                    "type": "string",
+                                    "description": "one JSON object (one payload) a line",
+                                }
+                            },
                         },
                     },
                     "responses": {
@@ -56,13 +99,39 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "200": _json("ACK_MODE=stored: every payload is in S3", "Stored"),
                         "400": _error("the body is not a valid collection; `field` says where"),
                         "401": _error("the token is not accepted"),
-                        "413": _error("the body is larger than MAX_BODY_BYTES"),
-                        "415": _error("the Content-Type is not application/json"),
+                        "413": _error(
+                            "the body is larger than MAX_BODY_BYTES, or expands past "
+                            "MAX_DECOMPRESSED_BYTES"
+                        ),
+                        "415": _error("an unsupported Content-Type or Content-Encoding"),
+                        "429": _error(
+                            "this tenant is over TENANT_RATE or holds its TENANT_SHARE; refused "
+                            "whole",
+                            retry_after=True,
+                        ),
                         "503": _error(
                             "refused whole (full, no uploader, shutting down), or with "
                             "ACK_MODE=stored accepted but not yet confirmed in S3",
                             retry_after=True,
                         ),
+                    },
+                }
+            },
+            "/livez": {
+                "get": {
+                    "summary": "Liveness: 200 while the process works (draining too)",
+                    "responses": {
+                        "200": {"description": "alive"},
+                        "503": {"description": "the supervision tree gave up: restart it"},
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: 200 when traffic should come here",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready; `reasons` lists why"},
                     },
                 }
             },
@@ -125,10 +194,25 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 },
                 "Stored": {
                     "type": "object",
-                    "required": ["accepted", "stored"],
+                    "required": ["accepted", "stored", "receipts", "repeat"],
                     "properties": {
                         "accepted": {"type": "integer", "minimum": 1},
                         "stored": {"type": "integer", "minimum": 1},
+                        "receipts": {
+                            "type": "array",
+                            "description": "each payload's object key (and line in a batch)",
+                            "items": {
+                                "type": ["object", "null"],
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "line": {"type": ["integer", "null"], "minimum": 1},
+                                },
+                            },
+                        },
+                        "repeat": {
+                            "type": "boolean",
+                            "description": "every payload was already stored under its key",
+                        },
                     },
                     "additionalProperties": False,
                 },

@@ -1,4 +1,4 @@
-"""`OPS_TOKEN`: `/healthz` and `/metrics` only for callers with `Authorization: Bearer <token>`.
+"""`OPS_TOKEN`: the probes and `/metrics` only for callers with `Authorization: Bearer <token>`.
 
 Both say things about the instance an outsider should not read (load, spool size, pids); with
 no OPS_TOKEN set they stay open, as load balancers and scrapers expect by default.
@@ -11,12 +11,12 @@ import falcon
 from web.auth import TokenCheck
 from web.errors import JSONError
 
-GUARDED = frozenset({"/healthz", "/metrics"})
+GUARDED = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 
 
 class OpsTokenMiddleware:
     def __init__(self, tokens: tuple[str, ...] | None) -> None:
-        self._check = TokenCheck(tokens)
+        self._check = TokenCheck(tokens, tenants=False)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict

@@ -10,14 +10,13 @@ import falcon
 
 from actors import Outcome, Refused
 from config import Settings
-from web.auth import TokenCheck
-from web.collection import InvalidCollection, parse_collection
 from web.errors import JSONError
+from web.intake import Intake
+from web.limits import TenantRates, retry_after
 from web.observer import HttpObserver
 
 log = logging.getLogger(__name__)
-
-JSON_TYPES = ("application/json",)
+SKIP_BODY_BYTES = 65536  # an early refusal reads and drops a body up to this size
 
 
 class Submitter(Protocol):
@@ -25,9 +24,22 @@ class Submitter(Protocol):
 
     def refusal(self) -> str | None: ...
 
-    def submit(self, version: str, documents: list[Any]) -> int: ...
+    def submit(
+        self,
+        version: str,
+        documents: list[Any],
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int: ...
 
-    def submit_and_wait(self, version: str, documents: list[Any], wait: float) -> Outcome: ...
+    def submit_and_wait(
+        self,
+        version: str,
+        documents: list[Any],
+        wait: float,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome: ...
 
 
 class PayloadsResource:
@@ -41,9 +53,8 @@ class PayloadsResource:
         self._submitter = submitter
         self._draining = draining
         self._observer = observer
-        self._tokens = TokenCheck(settings.ingest_tokens)
-        self._max_body = settings.max_body_bytes
-        self._max_payloads = settings.max_payloads_per_request
+        self._intake = Intake(settings)
+        self._rates = TenantRates(settings.tenant_rate, settings.burst)
         self._retry_after = str(settings.retry_after_seconds)
         self._wait_stored = settings.stored_ack_timeout if settings.ack_mode == "stored" else None
 
@@ -55,58 +66,96 @@ class PayloadsResource:
                 "this instance is shutting down; nothing was accepted; send it again",
                 headers={"Retry-After": self._retry_after},
             )
-        media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
-        if media_type not in JSON_TYPES:
-            raise JSONError(
-                falcon.HTTP_415,
-                "unsupported_media_type",
-                f"Content-Type must be application/json, not {media_type or 'missing'}",
-            )
+        media_type = self._intake.media_type(req)
+        client = self._intake.header_client(req, media_type)  # a bad token: 401, body unread
         refusal = self._submitter.refusal()
-        if refusal is not None:  # plainly full: refused before the body is read or parsed
+        if refusal is not None:  # plainly full: refused before the body is parsed
             log.debug("refused a collection before reading it: %s", refusal)
-            raise self._overloaded(refusal)
-        body = self._read_body(req)
-        try:
-            collection = parse_collection(body, max_payloads=self._max_payloads)
-        except InvalidCollection as error:
-            raise JSONError(
-                falcon.HTTP_400, "invalid_collection", str(error), field=error.field
-            ) from None
-        if not self._tokens.accepts(collection.token):
-            log.debug("refused a collection: its token is not accepted")
-            raise JSONError(falcon.HTTP_401, "unauthorized", "token: not accepted")
+            raise self._overloaded(refusal, unread=self._skip_body(req))
+        submission = self._intake.read(req, media_type, client)
+        tenant, count = submission.client.tenant, len(submission.data)
+        wait = self._rates.take(tenant, count)
+        if wait:
+            self._observer.payloads_refused(count)
+            raise self._too_many(
+                tenant, f"over TENANT_RATE ({self._rates.rate:g} payloads/s)", wait
+            )
         try:
             if self._wait_stored is None:
-                accepted = self._submitter.submit(collection.version, collection.data)
+                accepted = self._submitter.submit(
+                    submission.version, submission.data, tenant, submission.idempotency_key
+                )
                 self._observer.payloads_accepted(accepted)
                 resp.status = falcon.HTTP_202
                 resp.content_type = falcon.MEDIA_JSON
                 resp.data = b'{"accepted":%d}' % accepted  # the hot path: no media handler
             else:
                 outcome = self._submitter.submit_and_wait(
-                    collection.version, collection.data, self._wait_stored
+                    submission.version,
+                    submission.data,
+                    self._wait_stored,
+                    tenant,
+                    submission.idempotency_key,
                 )
                 self._observer.payloads_accepted(outcome.accepted)
                 self._answer_stored(resp, outcome)
         except Refused as refused:
-            log.debug("refused a collection of %d: %s", len(collection.data), refused)
-            self._observer.payloads_refused(len(collection.data))
+            log.debug("refused a collection of %d: %s", count, refused)
+            self._observer.payloads_refused(count)
+            if refused.tenant_limited:
+                share = "holding its whole share of the mailboxes (TENANT_SHARE)"
+                raise self._too_many(tenant, share, 1.0) from None
             raise self._overloaded(refused.reason) from None
 
-    def _overloaded(self, reason: str) -> JSONError:
+    def _overloaded(self, reason: str, *, unread: bool = False) -> JSONError:
+        headers = {"Retry-After": self._retry_after}
+        if unread:  # the body is still on the wire: the connection cannot carry another request
+            headers["Connection"] = "close"
         return JSONError(
             falcon.HTTP_503,
             "overloaded",
             f"collection refused, none of it was accepted: {reason}; retry later",
-            headers={"Retry-After": self._retry_after},
+            headers=headers,
+        )
+
+    @staticmethod
+    def _skip_body(req: falcon.Request) -> bool:
+        """Read and drop a small body, so the kept-alive connection can carry the next
+        request (reading costs little; parsing is what the early refusal saves). Returns
+        True when the body was left unread (large, or chunked)."""
+        length = req.content_length
+        if length is None or length > SKIP_BODY_BYTES:
+            return True
+        req.bounded_stream.read(length)
+        return False
+
+    def _too_many(self, tenant: str | None, why: str, seconds: float) -> JSONError:
+        who = f"tenant {tenant}" if tenant else "this client"
+        return JSONError(
+            falcon.HTTP_429,
+            "too_many_requests",
+            f"collection refused, none of it was accepted: {who} is {why}; retry after "
+            f"{retry_after(seconds)} s",
+            headers={"Retry-After": retry_after(max(seconds, float(self._retry_after)))},
         )
 
     def _answer_stored(self, resp: falcon.Response, outcome: Outcome) -> None:
         """ACK_MODE=stored: 200 only when every payload is in S3."""
         if outcome.all_landed:
             resp.status = falcon.HTTP_200
-            resp.media = {"accepted": outcome.accepted, "stored": outcome.landed}
+            resp.media = {
+                "accepted": outcome.accepted,
+                "stored": outcome.landed,
+                # Where each payload is, in the order sent: its object, and its line there
+                # when the object is a batch. A client can prove where every payload went.
+                "receipts": [
+                    {"key": where[0], "line": where[1]} if where else None
+                    for where in outcome.locations
+                ],
+                # Every payload was already stored under its key (a resent collection with
+                # the same Idempotency-Key): nothing was written twice.
+                "repeat": outcome.existed == outcome.accepted,
+            }
             return
         raise JSONError(
             falcon.HTTP_503,
@@ -120,22 +169,3 @@ class PayloadsResource:
             spooled=outcome.spooled,
             pending=outcome.pending,
         )
-
-    def _read_body(self, req: falcon.Request) -> bytes:
-        """Refuse an oversized body from its Content-Length, before reading a byte of it."""
-        length = req.content_length
-        if length is not None and length > self._max_body:
-            raise JSONError(
-                falcon.HTTP_413,
-                "body_too_large",
-                f"body is {length} bytes; at most {self._max_body}",
-            )
-        # Without a Content-Length (a chunked body) only the raw stream knows where it ends;
-        # reading one byte past the limit is enough to refuse it.
-        stream = req.bounded_stream if length is not None else req.stream
-        body = stream.read(self._max_body + 1)
-        if len(body) > self._max_body:
-            raise JSONError(
-                falcon.HTTP_413, "body_too_large", f"body exceeds {self._max_body} bytes"
-            )
-        return body

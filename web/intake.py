@@ -1,0 +1,170 @@
+"""From a `POST /payloads` request to a checked submission: who sent it, which version, what.
+
+Two body formats: the original JSON document `{"version", "token", "data": [...]}`, and
+NDJSON (`Content-Type: application/x-ndjson`, one payload object a line, the version in the
+`version` query parameter). Either may be compressed (`Content-Encoding: gzip`, `deflate`,
+`zstd`). The token comes from `Authorization: Bearer <token>`, checked before a byte of the
+body is read, or, in the JSON format, from the body; when both are given they must agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+import falcon
+
+from config import Settings
+from web.auth import Client, TokenCheck
+from web.collection import InvalidCollection, check_version, parse_collection, parse_ndjson
+from web.decoding import (
+    CorruptBody,
+    DecompressedTooLarge,
+    UnsupportedEncoding,
+    check_encoding,
+    decode,
+)
+from web.errors import JSONError
+
+log = logging.getLogger("web.payloads")
+JSON = "application/json"
+NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonlines")
+UNAUTHORIZED = "token: not accepted"
+
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    version: str
+    data: list[dict[str, Any]]
+    client: Client
+    idempotency_key: str | None = None
+
+
+class Intake:
+    """Reads and checks one request; every failure is a JSONError naming what is wrong."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._tokens = TokenCheck(settings.ingest_tokens)
+        self._max_body = settings.max_body_bytes
+        self._max_decompressed = settings.decompressed_limit
+        self._max_payloads = settings.max_payloads_per_request
+
+    def media_type(self, req: falcon.Request) -> str:
+        """The body's format, refused with 415 before anything else is read."""
+        media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != JSON and media_type not in NDJSON:
+            raise JSONError(
+                falcon.HTTP_415,
+                "unsupported_media_type",
+                "Content-Type must be application/json or application/x-ndjson, not "
+                f"{media_type or 'missing'}",
+            )
+        try:
+            check_encoding(req.get_header("Content-Encoding"))
+        except UnsupportedEncoding as error:
+            raise JSONError(falcon.HTTP_415, "unsupported_encoding", str(error)) from None
+        return media_type
+
+    def header_client(self, req: falcon.Request, media_type: str) -> Client | None:
+        """The client named by `Authorization: Bearer`, checked before the body is read.
+
+        None when the header is absent and the body may still carry the token (JSON).
+        """
+        header = req.get_header("Authorization")
+        if header is None:
+            if media_type != JSON and self._tokens.enforced:
+                raise JSONError(
+                    falcon.HTTP_401,
+                    "unauthorized",
+                    "an NDJSON body needs Authorization: Bearer <token>",
+                    headers={"WWW-Authenticate": 'Bearer realm="mailroom"'},
+                )
+            return None
+        scheme, _, token = header.partition(" ")
+        client = self._tokens.identify(token.strip()) if scheme.lower() == "bearer" else None
+        if client is None:
+            log.debug("refused a collection before reading it: its bearer token is not accepted")
+            raise JSONError(
+                falcon.HTTP_401,
+                "unauthorized",
+                "Authorization: Bearer <token> not accepted",
+                headers={"WWW-Authenticate": 'Bearer realm="mailroom"'},
+            )
+        return client
+
+    def read(self, req: falcon.Request, media_type: str, client: Client | None) -> Submission:
+        key = req.get_header("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise JSONError(
+                falcon.HTTP_400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 128 characters of letters, digits and . _ : ~ + "
+                "/ = -",
+                field="Idempotency-Key",
+            )
+        submission = self._submission(req, media_type, client)
+        return replace(submission, idempotency_key=key) if key else submission
+
+    def _submission(
+        self, req: falcon.Request, media_type: str, client: Client | None
+    ) -> Submission:
+        body = self._decoded(req, self._read_body(req))
+        try:
+            if media_type == JSON:
+                return self._json(body, client, req.get_header("Authorization"))
+            version = check_version(req.get_param("version"), "version (query parameter)")
+            data = parse_ndjson(body, max_payloads=self._max_payloads)
+        except InvalidCollection as error:
+            raise JSONError(
+                falcon.HTTP_400, "invalid_collection", str(error), field=error.field
+            ) from None
+        return Submission(version, data, client or Client(None))
+
+    def _json(self, body: bytes, client: Client | None, header: str | None) -> Submission:
+        collection = parse_collection(body, max_payloads=self._max_payloads)
+        if client is None:
+            client = self._tokens.identify(collection.token)
+            if client is None:
+                log.debug("refused a collection: its token is not accepted")
+                raise JSONError(falcon.HTTP_401, "unauthorized", UNAUTHORIZED)
+        elif self._tokens.enforced and collection.token != (header or "").partition(" ")[2].strip():
+            raise JSONError(
+                falcon.HTTP_401,
+                "unauthorized",
+                "token: the body's token and the Authorization header's differ",
+            )
+        return Submission(collection.version, collection.data, client)
+
+    def _read_body(self, req: falcon.Request) -> bytes:
+        """Refuse an oversized body from its Content-Length, before reading a byte of it."""
+        length = req.content_length
+        if length is not None and length > self._max_body:
+            raise JSONError(
+                falcon.HTTP_413,
+                "body_too_large",
+                f"body is {length} bytes; at most {self._max_body}",
+            )
+        # Without a Content-Length (a chunked body) only the raw stream knows where it ends;
+        # reading one byte past the limit is enough to refuse it.
+        stream = req.bounded_stream if length is not None else req.stream
+        body = stream.read(self._max_body + 1)
+        if len(body) > self._max_body:
+            raise JSONError(
+                falcon.HTTP_413, "body_too_large", f"body exceeds {self._max_body} bytes"
+            )
+        return body
+
+    def _decoded(self, req: falcon.Request, body: bytes) -> bytes:
+        try:
+            return decode(body, req.get_header("Content-Encoding"), self._max_decompressed)
+        except DecompressedTooLarge as error:
+            raise JSONError(falcon.HTTP_413, "body_too_large", str(error)) from None
+        except CorruptBody as error:
+            raise JSONError(falcon.HTTP_400, "invalid_encoding", str(error)) from None
+        except UnsupportedEncoding as error:
+            raise JSONError(falcon.HTTP_415, "unsupported_encoding", str(error)) from None
