@@ -28,6 +28,10 @@ class BatchLimits:
     max_bytes: int = 4 * 1024 * 1024
     max_wait: float = 1.0
     gzip: bool = False
+    # Each line `{"id": ..., "payload": ...}` rather than the payload alone: the id is the
+    # payload's (from its Idempotency-Key when it had one), the same in every object that holds
+    # it, so a reader can drop a payload it has seen.
+    line_ids: bool = False
 
     @property
     def enabled(self) -> bool:

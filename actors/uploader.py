@@ -89,7 +89,10 @@ class Uploader:
             self._in_flight = None
 
     def _collect(self, payload: Payload) -> None:
-        line = self._delivery.store.encode(payload.document)
+        document = payload.document
+        if self._limits.line_ids:
+            document = {"id": payload.idempotent_id or payload.id, "payload": document}
+        line = self._delivery.store.encode(document)
         opened, sealed = self._open.add(payload, line)
         self._in_flight = None  # it is in a batch now: held there, not twice
         if opened is not None:

@@ -76,6 +76,7 @@ class Settings:
     tenant_burst: int | None = None  # None: twice the rate, at least one full collection
     tenant_share: float | None = None  # None: an equal share per configured tenant
     s3_conditional_writes: bool = True
+    batch_line_ids: bool = False
     s3_error_prefix: str = "errors/"
 
     @property
@@ -130,6 +131,7 @@ class Settings:
             tenant_rate=reader.number("TENANT_RATE", d.tenant_rate, minimum=0, maximum=1e9),
             s3_conditional_writes=reader.boolean("S3_CONDITIONAL_WRITES", d.s3_conditional_writes),
             s3_error_prefix=reader.prefix("S3_ERROR_PREFIX", d.s3_error_prefix),
+            batch_line_ids=reader.boolean("BATCH_LINE_IDS", d.batch_line_ids),
             tenant_burst=reader.integer("TENANT_BURST", 0, minimum=1) or None,
             tenant_share=reader.number("TENANT_SHARE", 0, minimum=0.01, maximum=1) or None,
             access_log=reader.boolean("ACCESS_LOG", d.access_log),

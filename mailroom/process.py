@@ -151,6 +151,7 @@ def build_system(
             max_bytes=settings.batch_max_bytes,
             max_wait=settings.batch_max_wait_ms / 1000,
             gzip=settings.batch_gzip,
+            line_ids=settings.batch_line_ids,
         ),
         observer=metrics,
         on_exhausted=on_exhausted,

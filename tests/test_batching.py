@@ -166,3 +166,22 @@ def test_a_collection_bigger_than_any_one_mailbox_is_spread(tmp_path) -> None:
     assert route(system, payloads(10)) == 10  # 4 + 3 + 3
     system.drain(timeout=5)
     assert sorted(len(docs) for docs in store.saved.values()) == [3, 3, 4]
+
+
+def test_with_line_ids_a_resent_collection_can_be_deduplicated_by_readers(tmp_path) -> None:
+    """Batched mode cannot make a resend land on the same key; its lines carry the payload's
+    id instead (from the Idempotency-Key), the same in both objects."""
+    store = RecordingStore()
+    system = start(store, tmp_path, BatchLimits(max_payloads=100, max_wait=0.1, line_ids=True))
+    door = system.dispatcher()
+    documents = [{"n": 0}, {"n": 1}]
+    assert door.submit("1", documents, idempotency_key="order-1") == 2
+    wait_for(lambda: len(stored_docs(store)) == 2, timeout=5)
+    assert door.submit("1", documents, idempotency_key="order-1") == 2  # its answer was lost
+    assert door.submit("1", [{"n": 2}]) == 1  # no key: an id of its own all the same
+    wait_for(lambda: len(stored_docs(store)) == 5, timeout=5)
+    lines = stored_docs(store)
+    assert all(set(line) == {"id", "payload"} for line in lines)
+    unique = {line["id"]: line["payload"] for line in lines}  # what a reader keeps
+    assert sorted(p["n"] for p in unique.values()) == [0, 1, 2]
+    assert len(store.saved) >= 2  # the resend went into another object
