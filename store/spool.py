@@ -12,7 +12,6 @@ blocking the rest (`store/replay.py` does the uploading).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
@@ -23,31 +22,23 @@ from pathlib import Path
 import orjson
 
 from store.objects import S3Object
+from store.spool_format import (
+    CLAIM,
+    SUFFIX,
+    TEMPORARY,
+    Destination,
+    age,
+    destination_of_line,
+    encode_line,
+    pid_at_end,
+    read_file,
+    spooled_at,
+    writer_pid,
+)
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".spool"
-CLAIM = ".replaying-"
-TEMPORARY = ".tmp-"
 QUARANTINE = "quarantine"
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    """Where a spooled object was going: replay sends it there and nowhere else."""
-
-    endpoint: str  # "aws", "embedded", or an S3-compatible endpoint's URL
-    bucket: str
-    prefix: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix} at {self.endpoint}"
-
-    def as_json(self) -> dict[str, str]:
-        return {"endpoint": self.endpoint, "bucket": self.bucket, "prefix": self.prefix}
-
-
-UNLABELLED = Destination("unknown (written before spool files named their destination)", "?", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +109,7 @@ class DeadLetterSpool:
         so the oldest object's age stays true.
         """
         batch = list(objects)
-        lines = [_encode(obj, self._label) for obj in batch]
+        lines = [encode_line(obj, self._label) for obj in batch]
         if not lines:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -166,8 +157,8 @@ class DeadLetterSpool:
                 total += path.stat().st_size
             except FileNotFoundError:  # replayed meanwhile
                 continue
-        oldest = min((_spooled_at(path) for path in files), default=None)
-        return Footprint(len(files), total, _age(oldest, now))
+        oldest = min((spooled_at(path) for path in files), default=None)
+        return Footprint(len(files), total, age(oldest, now))
 
     def census(self) -> Census:
         """Objects and payloads waiting for this destination (reads every file; unreadable
@@ -188,7 +179,7 @@ class DeadLetterSpool:
                     count = int(raw["payloads"])
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
-                where = _destination(raw)
+                where = destination_of_line(raw)
                 if self._accepts(where):
                     objects, payloads, counted = objects + 1, payloads + count, True
                 else:
@@ -196,15 +187,15 @@ class DeadLetterSpool:
             if counted:
                 mine.append(path)
                 size += len(data)
-        oldest = min((_spooled_at(path) for path in mine), default=None)
-        return Census(len(mine), objects, payloads, size, _age(oldest), elsewhere)
+        oldest = min((spooled_at(path) for path in mine), default=None)
+        return Census(len(mine), objects, payloads, size, age(oldest), elsewhere)
 
     def waiting(self) -> list[S3Object]:
         """Every readable object waiting, oldest file first (for tools and tests)."""
         found: list[S3Object] = []
         for path in self.files():
             try:
-                found += _read(path)[0]
+                found += read_file(path)[0]
             except FileNotFoundError:  # replayed meanwhile
                 continue
         return found
@@ -216,7 +207,7 @@ class DeadLetterSpool:
             with open(path, "rb") as handle:
                 for line in handle:
                     try:
-                        where = _destination(orjson.loads(line))
+                        where = destination_of_line(orjson.loads(line))
                     except orjson.JSONDecodeError:
                         continue
                     return None if self._accepts(where) else where
@@ -231,10 +222,10 @@ class DeadLetterSpool:
             os.rename(path, claimed)
         except FileNotFoundError:
             return None
-        objects, bad = _read(claimed)
+        objects, bad = read_file(claimed)
         if bad:
             self._quarantine_lines(path.name, bad)
-        return Claimed(claimed, _spooled_at(path), objects, len(bad))
+        return Claimed(claimed, spooled_at(path), objects, len(bad))
 
     def release(self, claimed: Claimed, remaining: list[S3Object]) -> None:
         """Done with a claimed file: write back what still failed, then remove it."""
@@ -252,10 +243,10 @@ class DeadLetterSpool:
         for path in self.directory.iterdir():
             name = path.name
             if CLAIM in name and name.split(CLAIM)[0].endswith(SUFFIX):
-                if not _alive(_pid_at_end(name)):
+                if not _alive(pid_at_end(name)):
                     os.replace(path, path.with_name(name.split(CLAIM)[0]))
                     returned += 1
-            elif name.startswith(TEMPORARY) and not _alive(_writer_pid(name)):
+            elif name.startswith(TEMPORARY) and not _alive(writer_pid(name)):
                 self._quarantine_file(path, "a spool write that never finished (torn)")
         return returned
 
@@ -294,69 +285,6 @@ class DeadLetterSpool:
         directory = self.directory / QUARANTINE
         directory.mkdir(exist_ok=True)
         return directory
-
-
-def _encode(obj: S3Object, destination: dict[str, str]) -> bytes:
-    return orjson.dumps(
-        {
-            "key": obj.key,
-            "body": base64.b64encode(obj.body).decode(),
-            "payloads": obj.payloads,
-            "to": destination,
-        }
-    )
-
-
-def _destination(raw: dict) -> Destination:
-    to = raw.get("to")
-    if not isinstance(to, dict):
-        return UNLABELLED
-    try:
-        return Destination(str(to["endpoint"]), str(to["bucket"]), str(to["prefix"]))
-    except KeyError:
-        return UNLABELLED
-
-
-def _read(path: Path) -> tuple[list[S3Object], list[tuple[int, bytes]]]:
-    """The objects in a spool file, and the (line number, line) of each it could not read."""
-    objects: list[S3Object] = []
-    bad: list[tuple[int, bytes]] = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = orjson.loads(line)
-            obj = S3Object(
-                str(raw["key"]), base64.b64decode(raw["body"], validate=True), int(raw["payloads"])
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):  # binascii.Error too
-            bad.append((number, line))
-            continue
-        objects.append(obj)
-    return objects, bad
-
-
-def _spooled_at(path: Path) -> int:
-    """The time_ns a spool file's name starts with (0 if it has none: oldest)."""
-    head = path.name.split("-", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-def _age(spooled_at: int | None, now: float | None = None) -> float | None:
-    if spooled_at is None:
-        return None
-    return max((now if now is not None else time.time()) - spooled_at / 1e9, 0.0)
-
-
-def _pid_at_end(name: str) -> int:
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _writer_pid(name: str) -> int:
-    """The pid in a temporary file's name: .tmp-<time_ns>-<pid>-<random>.spool."""
-    parts = name.removeprefix(TEMPORARY).split("-")
-    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
 
 
 def _fsync_directory(directory: Path) -> None:
