@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pykka
 
 from actors.ids import new_id
@@ -58,6 +59,14 @@ def idempotent_base(tenant: str | None, key: str) -> str:
     """The part of a payload's object key derived from a client's Idempotency-Key: the same
     for the same tenant and key in every process on every host."""
     return hashlib.sha256(f"{tenant or ''}\n{key}".encode()).hexdigest()[:32]
+
+
+def _digest(document: Any) -> str:
+    """A short digest of a payload's content: under one Idempotency-Key, a payload resent as
+    it was lands on its key again, and a different one (a client reusing a key for other data)
+    on a key of its own, stored rather than taken for a repeat."""
+    encoded = orjson.dumps(document, default=repr, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(encoded).hexdigest()[:12]
 
 
 class Dispatcher:
@@ -124,7 +133,7 @@ class Dispatcher:
                     receipt,
                     tenant,
                     index,
-                    f"{base}-{index:04d}" if base else None,
+                    f"{base}-{index:04d}-{_digest(document)}" if base else None,
                 )
                 for index, document in enumerate(documents)
             )

@@ -7,6 +7,7 @@ line naming the variable and what is allowed, so the process stops at start, not
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -71,7 +72,7 @@ class Settings:
     max_connections: int = 10000
     s3_check: str = "warn"
     access_log: bool = True
-    max_decompressed_bytes: int | None = None  # None: 8 x MAX_BODY_BYTES
+    max_decompressed_bytes: int | None = None  # None: 2 x MAX_BODY_BYTES
     tenant_rate: float = 0.0  # payloads per second per tenant; 0: no rate limit
     tenant_burst: int | None = None  # None: twice the rate, at least one full collection
     tenant_share: float | None = None  # None: an equal share per configured tenant
@@ -84,10 +85,23 @@ class Settings:
         """Python threads per process that run requests: WEB_THREADS, or the server's default."""
         return self.web_threads or SERVER_THREADS[self.server]
 
+    def __post_init__(self) -> None:
+        if self.tenant_burst is not None and self.tenant_burst < self.max_payloads_per_request:
+            raise ConfigError(
+                f"TENANT_BURST={self.tenant_burst} is not valid: a collection of "
+                f"MAX_PAYLOADS_PER_REQUEST={self.max_payloads_per_request} payloads could never "
+                "be accepted; set it at least that high"
+            )
+        endpoint = self.s3_endpoint_url
+        if endpoint is not None and not re.fullmatch(r"https?://[^/\s]+/?", endpoint):
+            raise ConfigError(
+                f"AWS_ENDPOINT_URL_S3={endpoint!r} is not valid: expected http(s)://host[:port]"
+            )
+
     @property
     def decompressed_limit(self) -> int:
         """The most a compressed body may expand to (MAX_DECOMPRESSED_BYTES)."""
-        return self.max_decompressed_bytes or 8 * self.max_body_bytes
+        return self.max_decompressed_bytes or 2 * self.max_body_bytes
 
     @property
     def tenants(self) -> tuple[str, ...]:

@@ -10,7 +10,9 @@ beyond the file being read.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +22,8 @@ from store.spool import Claimed, DeadLetterSpool
 
 log = logging.getLogger(__name__)
 
+ATTEMPTS = 4  # per object and replay; what still fails stays in the spool
+RETRY_BASE = 0.2  # seconds, doubling
 WINDOW_PER_THREAD = 4  # objects read and waiting for a thread, per thread
 
 
@@ -103,7 +107,7 @@ class _Replay:
     def _upload(self, obj: S3Object, in_progress: _FileInProgress) -> None:
         try:
             try:
-                self._put(obj)
+                self._put_retrying(obj)
             except Exception as error:  # whatever the cause, it is kept for the next replay
                 log.warning("replay of %s failed: %s", obj.key, error)
                 self._done(obj, in_progress, landed=False)
@@ -113,6 +117,18 @@ class _Replay:
             log.exception("replay: could not release %s", in_progress.claimed.path)
         finally:
             self._window.release()
+
+    def _put_retrying(self, obj: S3Object) -> None:
+        """A few attempts for what may pass later (a SlowDown, a reset): a wide replay is
+        just the burst that makes S3 throttle."""
+        for attempt in range(ATTEMPTS):
+            try:
+                self._put(obj)
+                return
+            except Exception as error:
+                if attempt + 1 == ATTEMPTS or not getattr(error, "retryable", True):
+                    raise
+                time.sleep(random.uniform(0, RETRY_BASE * 2**attempt))  # full jitter
 
     def _done(self, obj: S3Object, in_progress: _FileInProgress, *, landed: bool) -> None:
         with self._lock:

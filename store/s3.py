@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -235,14 +237,17 @@ class S3Store:
                 raise StoreError(obj.key, str(error), retryable=True) from error
         conditions = {"IfNoneMatch": "*"} if self.conditional_writes else {}
         try:
-            self._client.put_object(
+            answer = self._client.put_object(
                 Bucket=self.bucket,
                 Key=obj.key,
                 Body=obj.body,
                 ContentType=CONTENT_TYPE,
+                ContentMD5=base64.b64encode(hashlib.md5(obj.body).digest()).decode(),
                 ACL="private",
                 **conditions,
             )
+            if not answer.get("ETag"):  # not S3 having stored it: a proxy answering for it
+                raise StoreError(obj.key, "S3 answered 200 without an ETag", retryable=True)
             return True
         except ClientError as error:
             details = error.response.get("Error", {})

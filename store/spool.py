@@ -12,6 +12,7 @@ blocking the rest (`store/replay.py` does the uploading).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -30,7 +31,6 @@ from store.spool_format import (
     age,
     destination_of_line,
     encode_line,
-    pid_at_end,
     read_file,
     spooled_at,
     writer_pid,
@@ -64,12 +64,14 @@ class Census:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A spool file this process renamed to itself: nobody else replays it meanwhile."""
+    """A spool file this process renamed to itself and holds a lock on (flock): nobody else
+    replays it meanwhile, and once this process is gone, by any death, the lock is too."""
 
     path: Path
     spooled_at: int  # time.time_ns() of the first write of its objects
     objects: list[S3Object]
     quarantined: int  # lines that could not be read, moved aside
+    lock: int  # the open file descriptor holding the flock
 
 
 class DeadLetterSpool:
@@ -146,16 +148,25 @@ class DeadLetterSpool:
         return sorted(
             path
             for path in self.directory.iterdir()
-            if path.name.endswith(SUFFIX) and not path.name.startswith(".")
+            if path.name.endswith(SUFFIX) and not path.name.startswith(".") and path.is_file()
+        )
+
+    def _held(self) -> list[Path]:
+        """Files holding objects not yet in S3: waiting, and being replayed right now (a
+        claim whose replayer died is counted too, until a replay takes it back)."""
+        if not self.directory.is_dir():
+            return []
+        return self.files() + sorted(
+            path for path in self.directory.iterdir() if CLAIM in path.name
         )
 
     def footprint(self, now: float | None = None) -> Footprint:
-        files = self.files()
+        files = self._held()
         total = 0
         for path in files:
             try:
                 total += path.stat().st_size
-            except FileNotFoundError:  # replayed meanwhile
+            except OSError:  # replayed meanwhile
                 continue
         oldest = min((spooled_at(path) for path in files), default=None)
         return Footprint(len(files), total, age(oldest, now))
@@ -163,14 +174,16 @@ class DeadLetterSpool:
     def census(self) -> Census:
         """Objects and payloads waiting for this destination (reads every file; unreadable
         lines are not counted), and how many objects wait for other destinations."""
-        files = self.files()
+        files = self._held()
         mine = []
         objects = payloads = size = 0
         elsewhere: dict[str, int] = {}
         for path in files:
             try:
                 data = path.read_bytes()
-            except FileNotFoundError:
+            except OSError as error:  # replayed meanwhile, or not a file at all
+                if not isinstance(error, FileNotFoundError):
+                    log.warning("spool: cannot read %s (%s); skipped", path.name, error)
                 continue
             counted = False
             for line in data.splitlines():
@@ -196,7 +209,7 @@ class DeadLetterSpool:
         for path in self.files():
             try:
                 found += read_file(path)[0]
-            except FileNotFoundError:  # replayed meanwhile
+            except OSError:  # replayed meanwhile
                 continue
         return found
 
@@ -211,27 +224,35 @@ class DeadLetterSpool:
                     except orjson.JSONDecodeError:
                         continue
                     return None if self._accepts(where) else where
-        except FileNotFoundError:
+        except OSError:
             return None
         return None
 
     def claim(self, path: Path) -> Claimed | None:
-        """Take this file for replay, or None if another replayer took it first."""
+        """Take this file for replay, or None if another replayer took it first.
+
+        Locked before it is renamed, so a reclaim never finds a claimed file unlocked while
+        its replayer lives."""
+        lock = _locked(path)
+        if lock is None:
+            return None  # gone, or locked by another replayer
         claimed = path.with_name(f"{path.name}{CLAIM}{os.getpid()}")
         try:
             os.rename(path, claimed)
-        except FileNotFoundError:
+            objects, bad = read_file(claimed)
+        except OSError:
+            os.close(lock)
             return None
-        objects, bad = read_file(claimed)
         if bad:
             self._quarantine_lines(path.name, bad)
-        return Claimed(claimed, spooled_at(path), objects, len(bad))
+        return Claimed(claimed, spooled_at(path), objects, len(bad), lock)
 
     def release(self, claimed: Claimed, remaining: list[S3Object]) -> None:
         """Done with a claimed file: write back what still failed, then remove it."""
         if remaining:
             self.write(remaining, reason="replay failed again", spooled_at=claimed.spooled_at)
         claimed.path.unlink()
+        os.close(claimed.lock)
         _fsync_directory(self.directory)
 
     def reclaim_abandoned(self) -> int:
@@ -243,9 +264,13 @@ class DeadLetterSpool:
         for path in self.directory.iterdir():
             name = path.name
             if CLAIM in name and name.split(CLAIM)[0].endswith(SUFFIX):
-                if not _alive(pid_at_end(name)):
-                    os.replace(path, path.with_name(name.split(CLAIM)[0]))
-                    returned += 1
+                lock = _locked(path)  # only a replayer that is gone leaves its claim unlocked
+                if lock is not None:
+                    try:
+                        os.replace(path, path.with_name(name.split(CLAIM)[0]))
+                        returned += 1
+                    finally:
+                        os.close(lock)
             elif name.startswith(TEMPORARY) and not _alive(writer_pid(name)):
                 self._quarantine_file(path, "a spool write that never finished (torn)")
         return returned
@@ -293,6 +318,21 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _locked(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on `path`, or None if it is gone or
+    someone else holds the lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _alive(pid: int) -> bool:

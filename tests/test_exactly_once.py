@@ -190,3 +190,41 @@ def test_a_poison_payload_is_dead_lettered_in_s3_with_why(sink: S3Sink, tmp_path
     assert envelope["payload_id"] == "poison-1" and envelope["failed_at"].endswith("Z")
     assert spool.files() == []  # S3 took it: the local disk is not needed
     assert any(k.endswith("fine-1.json") for k in sink.objects)
+
+
+def test_an_idempotency_key_reused_by_another_client_or_for_other_data_loses_nothing(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    env = sink_env(sink, tmp_path / "spool", ACK_MODE="stored", INGEST_TOKENS="one,two")
+    service = ServiceProcess(env).start()
+    try:
+        key = {"Idempotency-Key": "order-1"}
+        a = requests.post(
+            service.url + "/payloads",
+            json={"version": "1", "token": "one", "data": [{"who": "a", "amount": 100}]},
+            headers=key,
+            timeout=15,
+        )
+        b = requests.post(  # another client, the same key
+            service.url + "/payloads",
+            json={"version": "1", "token": "two", "data": [{"who": "b", "amount": 999}]},
+            headers=key,
+            timeout=15,
+        )
+        c = requests.post(  # the first client again, the same key, other data
+            service.url + "/payloads",
+            json={"version": "1", "token": "one", "data": [{"who": "a", "amount": 101}]},
+            headers=key,
+            timeout=15,
+        )
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert [r.status_code for r in (a, b, c)] == [200, 200, 200]
+    assert [r.json()["repeat"] for r in (a, b, c)] == [False, False, False]
+    stored = [orjson.loads(obj.body) for obj in sink.objects.values()]
+    assert sorted(d["amount"] for d in stored) == [
+        100,
+        101,
+        999,
+    ]  # each kept, none taken for another

@@ -162,3 +162,14 @@ def test_any_destination_replays_elsewhere_on_purpose(sink: S3Sink, tmp_path: Pa
     out, err = replaying.communicate(timeout=60)
     assert replaying.returncode == 0, out + err
     assert set(sink.objects) == {"in/1.json"} and spool.files() == []
+
+
+def test_replay_retries_what_s3_throttles(sink: S3Sink, tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path / "spool", sink_destination(sink))
+    keys = fill(spool, files=4, per_file=50)
+    sink.fail_share(0.1)  # one PUT in ten: 503 SlowDown
+    replaying = mailroom(sink_env(sink, spool.directory), "replay")
+    out, err = replaying.communicate(timeout=60)
+    assert replaying.returncode == 0, out + err
+    assert set(sink.objects) == keys and sink.stats.failed_puts > 5
+    assert spool.files() == []

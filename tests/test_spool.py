@@ -235,3 +235,40 @@ def test_an_unwritable_spool_dir_fails_at_prepare(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(OSError, match=r"SPOOL_DIR=.* is not a writable directory"):
         DeadLetterSpool(blocker / "spool", ANYWHERE).prepare()
+
+
+def test_a_claim_left_unlocked_is_taken_back_even_if_its_pid_was_reused(tmp_path: Path) -> None:
+    """Containers reuse pids: a claim is judged by its lock, not by whether its pid lives."""
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
+    path = spool.write(objects(3), reason="test")
+    assert path is not None
+    stranded = path.with_name(f"{path.name}.replaying-1")  # pid 1 is always alive
+    os.rename(path, stranded)
+    census = spool.census()
+    assert (census.objects, spool.footprint().files) == (3, 1)  # counted while claimed
+    put = Recorder()
+    replay(spool, put, concurrency=2)
+    assert sorted(put.keys) == ["k0", "k1", "k2"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_replayers_claim_is_left_alone(tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
+    path = spool.write(objects(2), reason="test")
+    assert path is not None
+    claimed = spool.claim(path)  # held, as by another replayer still running
+    assert claimed is not None
+    other = DeadLetterSpool(tmp_path, ANYWHERE)
+    assert other.reclaim_abandoned() == 0 and claimed.path.exists()
+    spool.release(claimed, [])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_named_like_a_spool_file_is_not_a_crash(tmp_path: Path) -> None:
+    spool = DeadLetterSpool(tmp_path, ANYWHERE)
+    (tmp_path / "odd.spool").mkdir()
+    spool.write(objects(1), reason="test")
+    assert spool.census().objects == 1
+    put = Recorder()
+    replay(spool, put, concurrency=1)
+    assert put.keys == ["k0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -10,9 +11,13 @@ from config.tenants import split_entry
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who a token belongs to: a tenant, or None for a plain token (or no INGEST_TOKENS)."""
+    """Who a token belongs to: a tenant, or None for a plain token (or no INGEST_TOKENS).
+
+    `scope`: whose Idempotency-Keys these are: the tenant (all its tokens, so a rotation
+    keeps them), or one plain token (a digest of it, never the token itself)."""
 
     tenant: str | None
+    scope: str = ""
 
 
 ANYONE = Client(None)
@@ -26,7 +31,7 @@ class TokenCheck:
         OPS_TOKEN, whose entries are plain tokens, colons and all)."""
         split = split_entry if tenants else (lambda entry: (None, entry))
         self._tokens = (
-            [(token.encode(), Client(tenant)) for tenant, token in map(split, entries)]
+            [(token.encode(), _client(tenant, token)) for tenant, token in map(split, entries)]
             if entries
             else None
         )
@@ -48,3 +53,9 @@ class TokenCheck:
 
     def accepts(self, token: str) -> bool:
         return self.identify(token) is not None
+
+
+def _client(tenant: str | None, token: str) -> Client:
+    if tenant is not None:
+        return Client(tenant, f"tenant:{tenant}")
+    return Client(None, "token:" + hashlib.sha256(token.encode()).hexdigest()[:16])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +36,15 @@ class Collection:
     """A valid `{"version", "token", "data"}` body."""
 
     version: str
-    token: str
+    token: str | None  # None only when the token came in the Authorization header
     data: list[dict[str, Any]]
 
 
-def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
-    """Decode and check a request body, or raise InvalidCollection."""
+def parse_collection(body: bytes, *, max_payloads: int, token_required: bool = True) -> Collection:
+    """Decode and check a request body, or raise InvalidCollection.
+
+    `token_required` False: the client was identified by its Authorization header, and the
+    body may leave the token out."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -50,8 +54,9 @@ def parse_collection(body: bytes, *, max_payloads: int) -> Collection:
     if not isinstance(document, dict):
         raise InvalidCollection("body", "must be a JSON object")
     version = check_version(_required_string(document, "version"))
-    token = _required_string(document, "token")
-    if not 0 < len(token) <= MAX_TOKEN_CHARS:
+    if "token" not in document and not token_required:
+        token = None
+    elif not 0 < len(token := _required_string(document, "token")) <= MAX_TOKEN_CHARS:
         raise InvalidCollection("token", f"must be 1 to {MAX_TOKEN_CHARS} characters")
     data = document.get("data")
     if "data" not in document:
@@ -85,7 +90,7 @@ def parse_ndjson(body: bytes, *, max_payloads: int) -> list[dict[str, Any]]:
     """One JSON object per line (blank lines skipped); the first bad line refuses them all."""
     data: list[dict[str, Any]] = []
     strict = _LONG_DIGITS.search(body) is not None
-    for number, line in enumerate(body.split(b"\n"), start=1):
+    for number, line in enumerate(_lines(body), start=1):
         if not line.strip():
             continue
         field = f"line {number}"
@@ -103,6 +108,18 @@ def parse_ndjson(body: bytes, *, max_payloads: int) -> list[dict[str, Any]]:
     if not data:
         raise InvalidCollection("body", "must hold at least one payload (one JSON object a line)")
     return data
+
+
+def _lines(body: bytes) -> Iterator[bytes]:
+    """One line at a time: a body of millions of tiny lines is refused after
+    MAX_PAYLOADS_PER_REQUEST of them, not split whole first."""
+    start = 0
+    while start <= len(body):
+        end = body.find(b"\n", start)
+        if end < 0:
+            end = len(body)
+        yield body[start:end]
+        start = end + 1
 
 
 def _required_string(document: dict[str, Any], field: str) -> str:

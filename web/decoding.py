@@ -12,6 +12,7 @@ import zlib
 import zstandard
 
 CHUNK = 64 * 1024
+MAX_PARTS = 64  # gzip members or zstd frames in one body: each costs a decoder of its own
 ZSTD_FEED = 64  # compressed bytes per call: at most ~21 RLE blocks (2.7 MiB) of output
 ENCODINGS = ("gzip", "x-gzip", "deflate", "zstd", "identity")
 
@@ -57,21 +58,26 @@ def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
 def _inflate(inflater: zlib._Decompress, body: bytes, limit: int, name: str) -> bytes:
     out = bytearray()
     pending = body
+    members = 1
     try:
-        while pending:
-            out += inflater.decompress(pending, CHUNK)
+        while True:
+            chunk = inflater.decompress(pending, CHUNK)
+            out += chunk
             if len(out) > limit:
                 raise DecompressedTooLarge(f"body decompresses to more than {limit} bytes")
             pending = inflater.unconsumed_tail
-            if inflater.eof and inflater.unused_data and name == "gzip":
-                pending = inflater.unused_data  # another gzip member follows
+            if inflater.eof:
+                if not (inflater.unused_data and name == "gzip"):
+                    break
+                members += 1  # another gzip member follows
+                if members > MAX_PARTS:
+                    raise CorruptBody(f"body holds more than {MAX_PARTS} gzip members")
+                pending = inflater.unused_data
                 inflater = zlib.decompressobj(wbits=31)
-            elif inflater.eof:
-                break
+            elif not pending and not chunk:
+                break  # all input taken and nothing more comes out
     except zlib.error as error:
         raise CorruptBody(f"body is not valid {name} ({error})") from None
-    if len(out) > limit:
-        raise DecompressedTooLarge(f"body decompresses to more than {limit} bytes")
     if not inflater.eof:
         raise CorruptBody(f"body is not valid {name} (it ends before the stream does)")
     return bytes(out)
@@ -81,17 +87,22 @@ def _unzstd(body: bytes, limit: int) -> bytes:
     """Fed a few bytes at a time: zstd has no output cap per call, but a few input bytes can
     complete only a few 128 KiB blocks, so memory stays near `limit`. Frames follow frames."""
     out = bytearray()
-    pending = memoryview(body)
+    view = memoryview(body)
+    position = frames = 0
     inflater = zstandard.ZstdDecompressor().decompressobj()
     try:
-        while pending:
-            piece, pending = pending[:ZSTD_FEED], pending[ZSTD_FEED:]
+        while position < len(view):
+            piece = view[position : position + ZSTD_FEED]
+            position += len(piece)
             out += inflater.decompress(piece)
             if len(out) > limit:
                 raise DecompressedTooLarge(f"body decompresses to more than {limit} bytes")
-            if inflater.eof:  # a frame ended; what is left of the input is the next one
-                pending = memoryview(inflater.unused_data + bytes(pending))
-                if pending:
+            if inflater.eof:  # a frame ended; what it did not use starts the next one
+                position -= len(inflater.unused_data)
+                frames += 1
+                if position < len(view):
+                    if frames >= MAX_PARTS:
+                        raise CorruptBody(f"body holds more than {MAX_PARTS} zstd frames")
                     inflater = zstandard.ZstdDecompressor().decompressobj()
     except zstandard.ZstdError as error:
         raise CorruptBody(f"body is not valid zstd ({error})") from None

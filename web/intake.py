@@ -86,6 +86,8 @@ class Intake:
                 )
             return None
         scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" and not self._tokens.enforced:
+            return None  # no INGEST_TOKENS: another scheme (a proxy's Basic) is none of ours
         client = self._tokens.identify(token.strip()) if scheme.lower() == "bearer" else None
         if client is None:
             log.debug("refused a collection before reading it: its bearer token is not accepted")
@@ -126,13 +128,20 @@ class Intake:
         return Submission(version, data, client or Client(None))
 
     def _json(self, body: bytes, client: Client | None, header: str | None) -> Submission:
-        collection = parse_collection(body, max_payloads=self._max_payloads)
+        collection = parse_collection(
+            body, max_payloads=self._max_payloads, token_required=client is None
+        )
         if client is None:
+            assert collection.token is not None  # required when no header named the client
             client = self._tokens.identify(collection.token)
             if client is None:
                 log.debug("refused a collection: its token is not accepted")
                 raise JSONError(falcon.HTTP_401, "unauthorized", UNAUTHORIZED)
-        elif self._tokens.enforced and collection.token != (header or "").partition(" ")[2].strip():
+        elif (
+            self._tokens.enforced
+            and collection.token is not None
+            and collection.token != (header or "").partition(" ")[2].strip()
+        ):
             raise JSONError(
                 falcon.HTTP_401,
                 "unauthorized",

@@ -25,6 +25,14 @@ class TenantRates:
         self._lock = threading.Lock()
         self._buckets: dict[str | None, tuple[float, float]] = {}  # tenant: (level, when)
 
+    def give_back(self, tenant: str | None, payloads: int) -> None:
+        """Return what `take` took for a collection that was then refused anyway."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            level, when = self._buckets.get(tenant, (self._burst, self._clock()))
+            self._buckets[tenant] = (min(self._burst, level + payloads), when)
+
     def take(self, tenant: str | None, payloads: int) -> float:
         """Take `payloads` from the tenant's bucket: 0.0 if it held them, else the seconds to
         wait until it will (nothing taken)."""

@@ -169,7 +169,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "schemas": {
                 "Collection": {
                     "type": "object",
-                    "required": ["version", "token", "data"],
+                    "required": ["version", "data"],
+                    "description": "`token` is required unless sent as Authorization: Bearer",
                     "properties": {
                         "version": {
                             "type": "string",

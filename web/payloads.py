@@ -74,6 +74,9 @@ class PayloadsResource:
             raise self._overloaded(refusal, unread=self._skip_body(req))
         submission = self._intake.read(req, media_type, client)
         tenant, count = submission.client.tenant, len(submission.data)
+        # Idempotency-Keys are the client's own: two clients' "order-1" are different keys.
+        key = submission.idempotency_key
+        scoped_key = f"{submission.client.scope}\n{key}" if key is not None else None
         wait = self._rates.take(tenant, count)
         if wait:
             self._observer.payloads_refused(count)
@@ -83,7 +86,7 @@ class PayloadsResource:
         try:
             if self._wait_stored is None:
                 accepted = self._submitter.submit(
-                    submission.version, submission.data, tenant, submission.idempotency_key
+                    submission.version, submission.data, tenant, scoped_key
                 )
                 self._observer.payloads_accepted(accepted)
                 resp.status = falcon.HTTP_202
@@ -95,11 +98,12 @@ class PayloadsResource:
                     submission.data,
                     self._wait_stored,
                     tenant,
-                    submission.idempotency_key,
+                    scoped_key,
                 )
                 self._observer.payloads_accepted(outcome.accepted)
                 self._answer_stored(resp, outcome)
         except Refused as refused:
+            self._rates.give_back(tenant, count)  # refused: it used none of the rate
             log.debug("refused a collection of %d: %s", count, refused)
             self._observer.payloads_refused(count)
             if refused.tenant_limited:
