@@ -85,8 +85,11 @@ class Metrics:
             ["method", "route", "status"],
             buckets=REQUEST_SECONDS_BUCKETS,
         )
-        self.accepted = counter("mailroom_payloads_accepted_total", "Payloads accepted")
-        self.refused = counter("mailroom_payloads_refused_total", "Payloads refused with 503")
+        # tenant: a configured tenant's name, or "none" for a plain token: a bounded label
+        self.accepted = counter("mailroom_payloads_accepted_total", "Payloads accepted", ["tenant"])
+        self.refused = counter(
+            "mailroom_payloads_refused_total", "Payloads refused (429 or 503)", ["tenant"]
+        )
         self.depth = gauge(
             "mailroom_mailbox_depth",
             "Payloads waiting in each uploader mailbox, per process (pid) and slot",
@@ -186,11 +189,11 @@ class Metrics:
             )
         return children
 
-    def payloads_accepted(self, count: int) -> None:
-        self.accepted.inc(count)
+    def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
+        self.accepted.labels(tenant or "none").inc(count)
 
-    def payloads_refused(self, count: int) -> None:
-        self.refused.inc(count)
+    def payloads_refused(self, count: int, tenant: str | None = None) -> None:
+        self.refused.labels(tenant or "none").inc(count)
 
     # actor observer
     def uploaded(self, payloads: int, seconds: float, batched: bool) -> None:

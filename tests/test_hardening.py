@@ -251,10 +251,10 @@ def test_made_up_methods_are_counted_as_other(system, config) -> None:
         def request_done(self, method: str, route: str, status: int) -> None:
             seen.append((method, route, status))
 
-        def payloads_accepted(self, count: int) -> None:
+        def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
             pass
 
-        def payloads_refused(self, count: int) -> None:
+        def payloads_refused(self, count: int, tenant: str | None = None) -> None:
             pass
 
     client = falcon.testing.TestClient(create_app(system.dispatcher(), config, observer=Recorder()))
@@ -271,10 +271,10 @@ def test_ops_token_guards_healthz_and_metrics(system) -> None:
         def request_done(self, method: str, route: str, status: int) -> None:
             seen.append((route, status))
 
-        def payloads_accepted(self, count: int) -> None:
+        def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
             pass
 
-        def payloads_refused(self, count: int) -> None:
+        def payloads_refused(self, count: int, tenant: str | None = None) -> None:
             pass
 
     app = create_app(

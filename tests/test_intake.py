@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import threading
 import time
 import tracemalloc
@@ -384,6 +385,7 @@ def test_a_flooding_tenant_leaves_the_other_its_posts(sink: S3Sink, tmp_path) ->
                 )
                 statuses.append(answer.status_code)
                 time.sleep(0.1)
+        metrics = requests.get(service.url + "/metrics", timeout=5).text
     finally:
         stop.set()
         for thread in floods:
@@ -394,6 +396,10 @@ def test_a_flooding_tenant_leaves_the_other_its_posts(sink: S3Sink, tmp_path) ->
     assert flood["429"] > 50, flood  # the flood really was held back, as a tenant
     accepted = statuses.count(202)
     assert accepted >= 0.95 * len(statuses), statuses
+    # The metrics and the access log name the tenant (a bounded label: tenants are configured).
+    assert re.search(r'^mailroom_payloads_refused_total\{tenant="acme"\} [1-9]', metrics, re.M)
+    assert re.search(r'^mailroom_payloads_accepted_total\{tenant="globex"\} [1-9]', metrics, re.M)
+    assert '"tenant":"globex"' in log and '"tenant":"acme"' in log
     keys = list(sink.objects)
     assert any(key.startswith("payloads/tenant=globex/dt=") for key in keys)
     assert any(key.startswith("payloads/tenant=acme/dt=") for key in keys)

@@ -46,7 +46,7 @@ def test_metrics_add_up_across_processes(sink, tmp_path, server: str) -> None:
             return text if metric(text, "mailroom_uploaded_payloads_total") == 120 else ""
 
         text = wait_for(scraped, timeout=10, interval=0.2)
-        assert metric(text, "mailroom_payloads_accepted_total") == 120
+        assert metric(text, "mailroom_payloads_accepted_total", 'tenant="none"') == 120
         assert (
             metric(
                 text, "mailroom_http_requests_total", 'method="POST",route="/payloads",status="202"'

@@ -30,7 +30,9 @@ MAX_PATH_CHARS = 256
 MAX_METHOD_CHARS = 32
 
 # The payload count of the request this thread is answering, noted by `NotingPayloads`.
-_payloads: ContextVar[int | None] = ContextVar("mailroom_access_payloads", default=None)
+_payloads: ContextVar[tuple[int, str | None] | None] = ContextVar(
+    "mailroom_access_payloads", default=None
+)
 
 
 class NotingPayloads:
@@ -42,13 +44,13 @@ class NotingPayloads:
     def request_done(self, method: str, route: str, status: int) -> None:
         self._observer.request_done(method, route, status)
 
-    def payloads_accepted(self, count: int) -> None:
-        _payloads.set(count)
-        self._observer.payloads_accepted(count)
+    def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
+        _payloads.set((count, tenant))
+        self._observer.payloads_accepted(count, tenant)
 
-    def payloads_refused(self, count: int) -> None:
-        _payloads.set(count)
-        self._observer.payloads_refused(count)
+    def payloads_refused(self, count: int, tenant: str | None = None) -> None:
+        _payloads.set((count, tenant))
+        self._observer.payloads_refused(count, tenant)
 
 
 class AccessLogMiddleware:
@@ -86,9 +88,11 @@ class AccessLogMiddleware:
             "duration_ms": milliseconds,
             "request_id": context.get("request_id"),
         }
-        payloads = _payloads.get()
-        if payloads is not None:
-            fields["payloads"] = payloads
+        noted = _payloads.get()
+        if noted is not None:
+            fields["payloads"], tenant = noted
+            if tenant is not None:
+                fields["tenant"] = tenant
         record = logger.makeRecord(
             logger.name,
             logging.INFO,

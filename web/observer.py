@@ -12,9 +12,9 @@ import falcon
 class HttpObserver(Protocol):
     def request_done(self, method: str, route: str, status: int) -> None: ...
 
-    def payloads_accepted(self, count: int) -> None: ...
+    def payloads_accepted(self, count: int, tenant: str | None = None) -> None: ...
 
-    def payloads_refused(self, count: int) -> None: ...
+    def payloads_refused(self, count: int, tenant: str | None = None) -> None: ...
 
 
 class TimedHttpObserver(HttpObserver, Protocol):
@@ -31,10 +31,10 @@ class NoHttpObserver:
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         pass
 
-    def payloads_accepted(self, count: int) -> None:
+    def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
         pass
 
-    def payloads_refused(self, count: int) -> None:
+    def payloads_refused(self, count: int, tenant: str | None = None) -> None:
         pass
 
 

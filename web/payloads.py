@@ -79,7 +79,7 @@ class PayloadsResource:
         scoped_key = f"{submission.client.scope}\n{key}" if key is not None else None
         wait = self._rates.take(tenant, count)
         if wait:
-            self._observer.payloads_refused(count)
+            self._observer.payloads_refused(count, tenant)
             raise self._too_many(
                 tenant, f"over TENANT_RATE ({self._rates.rate:g} payloads/s)", wait
             )
@@ -88,7 +88,7 @@ class PayloadsResource:
                 accepted = self._submitter.submit(
                     submission.version, submission.data, tenant, scoped_key
                 )
-                self._observer.payloads_accepted(accepted)
+                self._observer.payloads_accepted(accepted, tenant)
                 resp.status = falcon.HTTP_202
                 resp.content_type = falcon.MEDIA_JSON
                 resp.data = b'{"accepted":%d}' % accepted  # the hot path: no media handler
@@ -100,12 +100,12 @@ class PayloadsResource:
                     tenant,
                     scoped_key,
                 )
-                self._observer.payloads_accepted(outcome.accepted)
+                self._observer.payloads_accepted(outcome.accepted, tenant)
                 self._answer_stored(resp, outcome)
         except Refused as refused:
             self._rates.give_back(tenant, count)  # refused: it used none of the rate
             log.debug("refused a collection of %d: %s", count, refused)
-            self._observer.payloads_refused(count)
+            self._observer.payloads_refused(count, tenant)
             if refused.tenant_limited:
                 share = "holding its whole share of the mailboxes (TENANT_SHARE)"
                 raise self._too_many(tenant, share, 1.0) from None
