@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from store.objects import S3Object
+from store.quarantine import Quarantine
 from store.spool_format import (
     CLAIM,
     SUFFIX,
@@ -86,6 +87,7 @@ class DeadLetterSpool:
         self, directory: str | Path, destination: Destination, *, any_destination: bool = False
     ) -> None:
         self.directory = Path(directory)
+        self._quarantine = Quarantine(self.directory / QUARANTINE)
         self.destination = destination
         self.any_destination = any_destination
         self._label = destination.as_json()
@@ -244,7 +246,7 @@ class DeadLetterSpool:
             os.close(lock)
             return None
         if bad:
-            self._quarantine_lines(path.name, bad)
+            self._quarantine.lines(path.name, bad)
         return Claimed(claimed, spooled_at(path), objects, len(bad), lock)
 
     def release(self, claimed: Claimed, remaining: list[S3Object]) -> None:
@@ -272,44 +274,11 @@ class DeadLetterSpool:
                     finally:
                         os.close(lock)
             elif name.startswith(TEMPORARY) and not _alive(writer_pid(name)):
-                self._quarantine_file(path, "a spool write that never finished (torn)")
+                self._quarantine.file(path, "a spool write that never finished (torn)")
         return returned
 
     def _accepts(self, where: Destination) -> bool:
         return self.any_destination or where == self.destination
-
-    def _quarantine_lines(self, source: str, lines: list[tuple[int, bytes]]) -> None:
-        target = self._quarantine_dir() / f"{source}.bad"
-        with open(target, "ab") as handle:
-            handle.write(b"".join(line + b"\n" for _, line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        numbers = ", ".join(str(number) for number, _ in lines[:10])
-        log.error(
-            "spool file %s: %d line(s) could not be read (line %s) and were moved to %s; "
-            "the file's other objects are replayed",
-            source,
-            len(lines),
-            numbers,
-            target,
-            extra={"event": "spool_quarantined", "file": source, "lines": len(lines)},
-        )
-
-    def _quarantine_file(self, path: Path, why: str) -> None:
-        target = self._quarantine_dir() / path.name.removeprefix(".")
-        os.replace(path, target)
-        log.error(
-            "spool: moved %s to %s: %s",
-            path.name,
-            target,
-            why,
-            extra={"event": "spool_quarantined", "file": path.name, "lines": None},
-        )
-
-    def _quarantine_dir(self) -> Path:
-        directory = self.directory / QUARANTINE
-        directory.mkdir(exist_ok=True)
-        return directory
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -206,6 +206,10 @@ def test_ndjson_errors_name_the_line_or_the_version() -> None:
         "/payloads", params={"version": "1"}, body=b'{"a":1}\n{"b":', headers=headers
     )
     assert torn.status_code == 400 and torn.json["field"] == "line 2"
+    twice = client.simulate_post(
+        "/payloads", query_string="version=1&version=2", body=b'{"a":1}\n', headers=headers
+    )
+    assert twice.status_code == 400 and "given more than once" in twice.json["message"]
     missing = client.simulate_post("/payloads", body=b'{"a":1}\n', headers=headers)
     assert missing.status_code == 400 and missing.json["field"] == "version (query parameter)"
     huge = client.simulate_post(

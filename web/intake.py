@@ -119,7 +119,10 @@ class Intake:
         try:
             if media_type == JSON:
                 return self._json(body, client, req.get_header("Authorization"))
-            version = check_version(req.get_param("version"), "version (query parameter)")
+            given = req.get_param_as_list("version") or []
+            if len(given) > 1:
+                raise InvalidCollection("version (query parameter)", "is given more than once")
+            version = check_version(given[0] if given else None, "version (query parameter)")
             data = parse_ndjson(body, max_payloads=self._max_payloads)
         except InvalidCollection as error:
             raise JSONError(
