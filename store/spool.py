@@ -33,6 +33,7 @@ from store.spool_format import (
     destination_of_line,
     encode_line,
     read_file,
+    read_line,
     spooled_at,
     writer_pid,
 )
@@ -189,14 +190,12 @@ class DeadLetterSpool:
                 continue
             counted = False
             for line in data.splitlines():
-                try:
-                    raw = orjson.loads(line)
-                    count = int(raw["payloads"])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
-                where = destination_of_line(raw)
+                found = read_line(line) if line.strip() else None
+                if found is None:
+                    continue  # unreadable: a replay will quarantine it, not upload it
+                obj, where = found
                 if self._accepts(where):
-                    objects, payloads, counted = objects + 1, payloads + count, True
+                    objects, payloads, counted = objects + 1, payloads + obj.payloads, True
                 else:
                     elsewhere[str(where)] = elsewhere.get(str(where), 0) + 1
             if counted:

@@ -60,6 +60,19 @@ def destination_of_line(raw: dict) -> Destination:
         return UNLABELLED
 
 
+def read_line(line: bytes) -> tuple[S3Object, Destination] | None:
+    """One line's object and destination, or None if it cannot be read (replay quarantines
+    it; counts leave it out)."""
+    try:
+        raw = orjson.loads(line)
+        obj = S3Object(
+            str(raw["key"]), base64.b64decode(raw["body"], validate=True), int(raw["payloads"])
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):  # binascii.Error too
+        return None
+    return obj, destination_of_line(raw)
+
+
 def read_file(path: Path) -> tuple[list[S3Object], list[tuple[int, bytes]]]:
     """The objects in a spool file, and the (line number, line) of each it could not read."""
     objects: list[S3Object] = []
@@ -67,15 +80,11 @@ def read_file(path: Path) -> tuple[list[S3Object], list[tuple[int, bytes]]]:
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            raw = orjson.loads(line)
-            obj = S3Object(
-                str(raw["key"]), base64.b64decode(raw["body"], validate=True), int(raw["payloads"])
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):  # binascii.Error too
+        found = read_line(line)
+        if found is None:
             bad.append((number, line))
-            continue
-        objects.append(obj)
+        else:
+            objects.append(found[0])
     return objects, bad
 
 

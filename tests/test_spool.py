@@ -170,6 +170,7 @@ def test_a_corrupt_line_is_quarantined_and_the_rest_replays(
     lines[1] = lines[1][: len(lines[1]) // 2]  # torn JSON
     lines.insert(3, b'{"key":"x","body":"not base64!","payloads":1}')
     path.write_bytes(b"\n".join(lines) + b"\n")
+    assert spool.census().objects == 3  # counted as replay will find them: the bad ones not
     put = Recorder()
     with caplog.at_level(logging.ERROR):
         tally = replay(spool, put, concurrency=2)
