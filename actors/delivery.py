@@ -13,9 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
-
-import orjson
 
 from actors.drain import DrainBudget
 from actors.ledger import Ledger
@@ -24,6 +21,7 @@ from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline
 from actors.storage import PayloadStore, Spool
 from store import S3Object
+from store.objects import encode_raw
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +170,13 @@ class Delivery:
                 UNENCODABLE,
                 extra={"event": "unencodable", "payload": unit.id},
             )
-            return [S3Object(f"{UNENCODABLE}{p.id}.json", _raw(p.document)) for p in unit.payloads]
+            return [
+                S3Object(
+                    f"{UNENCODABLE}{p.id}.json",
+                    encode_raw(p.document).encode("utf-8", "backslashreplace"),
+                )
+                for p in unit.payloads
+            ]
 
     def sweep(self, payloads: Sequence[Payload], reason: str, until: float) -> bool:
         """At the deadline: spool every payload still owed, one object each, in one write.
@@ -219,10 +223,3 @@ def _locations(unit: Unit, objects: list[S3Object]) -> list[tuple[str, int | Non
     if not unit.sealed:  # a payload stored alone
         return [(key, None)]
     return [(key, line) for line in range(1, len(unit.payloads) + 1)]
-
-
-def _raw(document: Any) -> bytes:
-    try:
-        return orjson.dumps(document, default=repr, option=orjson.OPT_NON_STR_KEYS)
-    except Exception:
-        return repr(document).encode("utf-8", "backslashreplace")

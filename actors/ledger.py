@@ -81,11 +81,12 @@ class Ledger:
             owed = len(self._outstanding)
             if limit is not None and owed and owed + len(batch) > limit:
                 return S3_SLOW
-            tenant = batch[0].tenant if batch else None
-            holds = self._by_tenant.get(tenant, 0)
-            if self._tenant_cap is not None and holds and holds + len(batch) > self._tenant_cap:
-                return TENANT_FULL
-            self._by_tenant[tenant] = holds + len(batch)
+            if self._tenant_cap is not None:  # shares kept only when there are several
+                tenant = batch[0].tenant if batch else None
+                holds = self._by_tenant.get(tenant, 0)
+                if holds and holds + len(batch) > self._tenant_cap:
+                    return TENANT_FULL
+                self._by_tenant[tenant] = holds + len(batch)
             self._held += len(batch)
             self._reserved += len(batch)
             for payload in batch:
@@ -169,6 +170,8 @@ class Ledger:
         return len(settled)
 
     def _release(self, tenant: str | None) -> None:
+        if self._tenant_cap is None:
+            return
         left = self._by_tenant[tenant] - 1
         if left:
             self._by_tenant[tenant] = left

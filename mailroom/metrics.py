@@ -168,6 +168,7 @@ class Metrics:
         }
         self._process_collector = ProcessCollector(registry=None)
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._tenant_children: dict[tuple[Counter, str | None], Counter] = {}
 
     # web observer
     def request_done(self, method: str, route: str, status: int) -> None:
@@ -190,10 +191,18 @@ class Metrics:
         return children
 
     def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
-        self.accepted.labels(tenant or "none").inc(count)
+        self._tenant_child(self.accepted, tenant).inc(count)
 
     def payloads_refused(self, count: int, tenant: str | None = None) -> None:
-        self.refused.labels(tenant or "none").inc(count)
+        self._tenant_child(self.refused, tenant).inc(count)
+
+    def _tenant_child(self, counter: Counter, tenant: str | None) -> Counter:
+        """labels() costs a few microseconds: once per counter and tenant (a bounded set)."""
+        key = (counter, tenant)
+        child = self._tenant_children.get(key)
+        if child is None:
+            child = self._tenant_children[key] = counter.labels(tenant or "none")
+        return child
 
     # actor observer
     def uploaded(self, payloads: int, seconds: float, batched: bool) -> None:
