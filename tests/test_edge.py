@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.support import ServiceProcess, sink_env
+from tests.support import ServiceProcess, sink_env, wait_for
 
 LIMIT = 65536
 
@@ -153,3 +153,41 @@ def test_refused_unread_when_full_and_the_connection_stays_usable(sink, tmp_path
         sink.reset_faults()
         code, log = service.stop()
     assert code == 0, log
+
+
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_a_bad_bearer_token_and_a_gzip_ndjson_body_over_a_real_socket(sink, tmp_path, server):
+    """Through the real server: a wrong bearer token is answered 401 with the body never sent
+    (granian calls the app at the headers; waitress buffers the body first, so there the
+    client must send it), and a gzipped NDJSON body lands payload by payload."""
+    import gzip
+
+    env = sink_env(sink, tmp_path / "spool", SERVER=server, INGEST_TOKENS="acme:k1")
+    service = ServiceProcess(env).start()
+    try:
+        head = (
+            b"POST /payloads?version=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-ndjson\r\nAuthorization: Bearer wrong\r\n"
+            b"Content-Length: 60000\r\n\r\n"
+        )
+        parts = (head,) if server == "granian" else (head, b"x" * 60000)
+        _, response = exchange(service.port, *parts)
+        assert response.startswith(b"HTTP/1.1 401"), response[:200]
+        assert orjson.loads(response.partition(b"\r\n\r\n")[2])["error"] == "unauthorized"
+
+        body = gzip.compress(b'{"n":1}\n{"n":2}\n{"n":3}\n')
+        _, response = exchange(
+            service.port,
+            b"POST /payloads?version=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n"
+            b"Authorization: Bearer k1\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n",
+            body,
+        )
+        assert response.startswith(b"HTTP/1.1 202"), response[:200]
+        wait_for(lambda: sink.payload_count() == 3, timeout=10)
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    stored = sorted(orjson.loads(obj.body)["n"] for obj in sink.objects.values())
+    assert stored == [1, 2, 3]
+    assert all(key.startswith("payloads/tenant=acme/") for key in sink.objects)
