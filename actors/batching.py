@@ -1,8 +1,9 @@
 """Collecting payloads into batches: one S3 object for many payloads (BATCH_MAX_* settings).
 
-Pure bookkeeping, no threads and no I/O: the uploader feeds it payloads and flushes what it
-returns. A batch gets its id when it opens, so its key is fixed before the first attempt and
-survives retries, a crash (the batch is handed over whole) and the spool.
+Pure bookkeeping, no threads and no I/O: the uploader feeds it the encoded lines of a
+collection's payloads and flushes what it returns. A batch gets its id when it opens, so its
+key is fixed before the first attempt and survives retries, a crash (the batch is handed over
+whole) and the spool.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from actors.ids import new_id
-from actors.messages import Payload
+from actors.messages import Collection, Part, Payload
 
 if TYPE_CHECKING:
     from actors.storage import PayloadStore
@@ -40,10 +41,11 @@ class BatchLimits:
 
 @dataclass(slots=True)
 class Batch:
-    """Payloads of one version on their way to one object, with their encoded lines.
+    """Payloads of one tenant and version on their way to one object, with their lines.
 
     Filled by one uploader in its own thread; once it leaves `OpenBatches` it is a `Unit`
-    like any payload and is never changed again.
+    like any payload and is never changed again. `parts` say which payloads of which
+    collections its lines are, in order.
     """
 
     id: str
@@ -52,9 +54,17 @@ class Batch:
     opened: float
     gzipped: bool = False
     tenant: str | None = None
-    payloads: list[Payload] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
-    size: int = 0
+    nbytes: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.lines)
+
+    @property
+    def payloads(self) -> list[Payload]:
+        return [Payload(c, index) for c, start, stop in self.parts for index in range(start, stop)]
 
     @property
     def sealed(self) -> bool:
@@ -84,34 +94,51 @@ class OpenBatches:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, payload: Payload, line: bytes) -> tuple[Batch | None, list[Batch]]:
-        """Add one payload; return (the batch it opened, if new) and the batches now full."""
-        group = payload.group
-        batch = self._open.get(group)
-        opened = None
+    def add(
+        self, collection: Collection, start: int, lines: list[bytes]
+    ) -> tuple[list[Batch], list[Batch]]:
+        """Add the lines of payloads start.. of a collection; return the batches this opened
+        and the batches now full (a collection may fill one batch and open the next)."""
+        limits = self._limits
+        group = collection.group
+        opened: list[Batch] = []
         sealed: list[Batch] = []
-        if batch is not None and batch.size + len(line) + 1 > self._limits.max_bytes:
-            sealed.append(self._open.pop(group))
-            batch = None
-        if batch is None:
-            if len(self._open) >= MAX_OPEN_BATCHES:
-                oldest = min(self._open.values(), key=lambda b: b.opened)
-                sealed.append(self._open.pop((oldest.tenant, oldest.version)))
-            batch = Batch(
-                new_id(),
-                payload.version,
-                payload.received_at,
-                self._clock(),
-                self._limits.gzip,
-                payload.tenant,
-            )
-            self._open[group] = opened = batch
-        batch.payloads.append(payload)
-        batch.lines.append(line)
-        batch.size += len(line) + 1
-        if len(batch.payloads) >= self._limits.max_payloads or batch.size >= self._limits.max_bytes:
-            sealed.append(self._open.pop(group))
+        done, end = 0, len(lines)
+        while done < end:
+            batch = self._open.get(group)
+            if batch is None:
+                batch = self._new(collection, sealed)
+                opened.append(batch)
+            taken, nbytes = 0, batch.nbytes
+            room = limits.max_payloads - len(batch.lines)
+            while taken < room and done + taken < end:
+                grown = nbytes + len(lines[done + taken]) + 1
+                if grown > limits.max_bytes and (batch.lines or taken):
+                    break  # a line larger than a batch still gets a batch of its own
+                nbytes = grown
+                taken += 1
+            if taken:
+                batch.lines.extend(lines[done : done + taken])
+                batch.parts.append(Part(collection, start + done, start + done + taken))
+                batch.nbytes = nbytes
+                done += taken
+            if not taken or len(batch.lines) >= limits.max_payloads or nbytes >= limits.max_bytes:
+                sealed.append(self._open.pop(group))
         return opened, sealed
+
+    def _new(self, collection: Collection, sealed: list[Batch]) -> Batch:
+        if len(self._open) >= MAX_OPEN_BATCHES:
+            oldest = min(self._open.values(), key=lambda b: b.opened)
+            sealed.append(self._open.pop((oldest.tenant, oldest.version)))
+        batch = self._open[collection.group] = Batch(
+            new_id(),
+            collection.version,
+            collection.received_at,
+            self._clock(),
+            self._limits.gzip,
+            collection.tenant,
+        )
+        return batch
 
     def take(self, batch_id: str) -> Batch | None:
         """The open batch with this id, removed (its wait is over), or None if already sealed."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from actors.drain import DrainBudget
 from actors.ledger import Ledger
-from actors.messages import Payload, Unit
+from actors.messages import Part, Payload, Unit
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline
 from actors.storage import PayloadStore, Spool
@@ -92,18 +92,18 @@ class Delivery:
                 why = (
                     "S3 refused it" if not retryable else f"still failing after {attempt} attempts"
                 )
-                if self._spool(objects, unit.payloads, f"{who}: {why} ({cause})", who):
+                if self._spool(objects, unit.parts, f"{who}: {why} ({cause})", who):
                     return
                 self.deadline.sleep(STALLED.delay(attempt))  # keep it; try S3, then the spool
                 continue
             self.s3_error = None
             payloads = self.ledger.settle(
-                unit.payloads, landed=True, locations=_locations(unit, objects), existed=existed
+                unit.parts, landed=True, locations=_locations(unit, objects), existed=existed
             )
             seconds = time.monotonic() - started
             self.observer.uploaded(payloads, seconds, unit.sealed)
             if self.budget is not None:
-                self.budget.record(len(unit.payloads), seconds)
+                self.budget.record(unit.size, seconds)
             return
 
     def poisoned(self, unit: Unit, reason: str, attempts: int, who: str) -> None:
@@ -133,14 +133,14 @@ class Delivery:
             )
             self.dead_letter([unit], reason, who)
             return
-        self.ledger.settle(unit.payloads, landed=False)
+        self.ledger.settle(unit.parts, landed=False)
         log.error(
             "%s: unit %s: %d payload(s) written to S3's error prefix with why (%s)",
             who,
             unit.id,
-            len(unit.payloads),
+            unit.size,
             reason,
-            extra={"event": "dead_lettered", "payload": unit.id, "payloads": len(unit.payloads)},
+            extra={"event": "dead_lettered", "payload": unit.id, "payloads": unit.size},
         )
 
     def dead_letter(self, units: Sequence[Unit], reason: str, who: str) -> None:
@@ -148,9 +148,9 @@ class Delivery:
         if not units:
             return
         objects = [obj for unit in units for obj in self._spoolable(unit, who)]
-        payloads = [p for unit in units for p in unit.payloads]
+        parts = [part for unit in units for part in unit.parts]
         attempt = 0
-        while not self._spool(objects, payloads, reason, who):
+        while not self._spool(objects, parts, reason, who):
             if self.deadline.passed():
                 return  # still owed in the ledger: the sweep takes them
             self.deadline.sleep(STALLED.delay(attempt))
@@ -184,8 +184,9 @@ class Delivery:
         Retries a failing spool until `until` (monotonic); returns whether it was written.
         """
         objects = [obj for payload in payloads for obj in self._spoolable(payload, "the sweep")]
+        parts = [part for payload in payloads for part in payload.parts]
         attempt = 0
-        while not self._spool(objects, payloads, reason, "shutdown sweep"):
+        while not self._spool(objects, parts, reason, "shutdown sweep"):
             delay = STALLED.delay(attempt)
             if time.monotonic() + delay >= until:
                 return False
@@ -193,9 +194,7 @@ class Delivery:
             attempt += 1
         return True
 
-    def _spool(
-        self, objects: list[S3Object], payloads: Sequence[Payload], reason: str, who: str
-    ) -> bool:
+    def _spool(self, objects: list[S3Object], parts: Sequence[Part], reason: str, who: str) -> bool:
         try:
             self.spool.write(objects, reason=reason)
         except Exception as error:
@@ -205,21 +204,31 @@ class Delivery:
                 "%s: cannot write %d payload(s) to the spool (%s); keeping them in memory and "
                 "trying S3 and the spool again",
                 who,
-                len(payloads),
+                _count(parts),
                 self.spool_error,
-                extra={"event": "spool_failed", "payloads": len(payloads), "error": reason},
+                extra={"event": "spool_failed", "payloads": _count(parts), "error": reason},
             )
             return False
         self.spool_error = None
-        self.observer.spooled(self.ledger.settle(payloads, landed=False))
+        self.observer.spooled(self.ledger.settle(parts, landed=False))
         return True
 
 
+def _count(parts: Sequence[Part]) -> int:
+    return sum(part.stop - part.start for part in parts)
+
+
 def _locations(unit: Unit, objects: list[S3Object]) -> list[tuple[str, int | None]] | None:
-    """Where each of the unit's payloads now is: its object's key, and its line in a batch."""
+    """Where each of the unit's parts now is: its object's key, and the line of its first
+    payload when the object is a batch (None: a payload stored alone)."""
     if len(objects) != 1:
         return None
     key = objects[0].key
     if not unit.sealed:  # a payload stored alone
         return [(key, None)]
-    return [(key, line) for line in range(1, len(unit.payloads) + 1)]
+    locations: list[tuple[str, int | None]] = []
+    line = 1
+    for part in unit.parts:
+        locations.append((key, line))
+        line += part.stop - part.start
+    return locations

@@ -4,23 +4,34 @@ Admission is decided once, here, in the caller's thread: the ledger reserves roo
 whole collection or refuses it whole, then the collection is told to the router. The caller
 never waits on another thread to learn the answer, and a refused collection was never sent,
 so it can never land: a client may resend it safely.
+
+Waking the router costs more than what it then does with a collection. With `defer` (an
+event loop's `call_soon`, in batched mode), collections admitted while the loop runs are told
+to the router together, once the loop gets round to it: one message and one wake-up for all
+of them. They are admitted (owed, in the ledger) before they are told, so the shutdown sweep
+spools them should the router never get them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pykka
 
 from actors.ids import new_id
 from actors.ledger import CLOSED, TENANT_FULL, Ledger
-from actors.messages import Payload, Receipt, Route
+from actors.messages import Collection, Receipt, Route
 from actors.router import RouterActor
+
+log = logging.getLogger(__name__)
+
+Defer = Callable[[Callable[[], None]], Any]
 
 
 class Refused(Exception):
@@ -55,22 +66,40 @@ class Outcome:
         return self.accepted - self.landed - self.spooled
 
 
+class Tracking:
+    """An admitted collection followed into storage (ACK_MODE=stored): wait on it from a
+    thread, or be called back when it is done (from an event loop)."""
+
+    def __init__(self, accepted: int, receipt: Receipt) -> None:
+        self.accepted = accepted
+        self._receipt = receipt
+
+    def wait(self, timeout: float) -> bool:
+        return self._receipt.wait(timeout)
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        self._receipt.when_done(callback)
+
+    def outcome(self) -> Outcome:
+        """What became of it so far."""
+        receipt = self._receipt
+        return Outcome(
+            self.accepted,
+            receipt.landed,
+            receipt.spooled,
+            tuple(receipt.locations),
+            receipt.existed,
+        )
+
+
 def idempotent_base(tenant: str | None, key: str) -> str:
     """The part of a payload's object key derived from a client's Idempotency-Key: the same
     for the same tenant and key in every process on every host."""
     return hashlib.sha256(f"{tenant or ''}\n{key}".encode()).hexdigest()[:32]
 
 
-def _digest(document: Any) -> str:
-    """A short digest of a payload's content: under one Idempotency-Key, a payload resent as
-    it was lands on its key again, and a different one (a client reusing a key for other data)
-    on a key of its own, stored rather than taken for a repeat."""
-    encoded = orjson.dumps(document, default=repr, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(encoded).hexdigest()[:12]
-
-
 class Dispatcher:
-    """Turns a validated collection into payloads, admits it whole, and tells the router."""
+    """Turns a validated collection into a `Collection`, admits it whole, and tells the router."""
 
     def __init__(
         self,
@@ -82,6 +111,14 @@ class Dispatcher:
         self._router = router
         self._ledger = ledger
         self._clock = clock
+        self._defer: Defer | None = None
+        self._lock = threading.Lock()
+        self._waiting: list[Collection] = []  # admitted, to be told together (with `defer`)
+
+    def tell_together(self, defer: Defer | None) -> None:
+        """From now on, tell collections admitted in one go of an event loop together, once
+        `defer` (its `call_soon`) runs; None: tell each at once (callers in threads)."""
+        self._defer = defer
 
     def refusal(self) -> str | None:
         """Why a collection would be refused right now, before it is even read; or None."""
@@ -95,58 +132,73 @@ class Dispatcher:
         idempotency_key: str | None = None,
     ) -> int:
         """Admit every document and return how many; or raise Refused, having sent nothing."""
-        return self._admit(version, documents, None, tenant, idempotency_key)
+        return self.admit(self._collection(version, documents, None, tenant, idempotency_key))
 
-    def submit_and_wait(
+    def track(
         self,
         version: str,
         documents: Sequence[Any],
-        wait: float,
         tenant: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Outcome:
-        """Like submit, then wait up to `wait` seconds for every payload to land or be spooled."""
+    ) -> Tracking:
+        """Like submit, and follow the payloads until each has landed or been spooled."""
         receipt = Receipt(len(documents))
-        accepted = self._admit(version, documents, receipt, tenant, idempotency_key)
-        receipt.wait(wait)
-        return Outcome(
-            accepted, receipt.landed, receipt.spooled, tuple(receipt.locations), receipt.existed
-        )
+        collection = self._collection(version, documents, receipt, tenant, idempotency_key)
+        return Tracking(self.admit(collection), receipt)
 
-    def _admit(
+    def _collection(
         self,
         version: str,
         documents: Sequence[Any],
         receipt: Receipt | None,
         tenant: str | None,
         idempotency_key: str | None,
-    ) -> int:
-        received_at = self._clock()
-        base = idempotent_base(tenant, idempotency_key) if idempotency_key else None
-        return self.admit(
-            tuple(
-                Payload(
-                    new_id(),
-                    version,
-                    received_at,
-                    document,
-                    receipt,
-                    tenant,
-                    index,
-                    f"{base}-{index:04d}-{_digest(document)}" if base else None,
-                )
-                for index, document in enumerate(documents)
-            )
+    ) -> Collection:
+        return Collection(
+            new_id(),
+            version,
+            self._clock(),
+            tuple(documents),
+            receipt,
+            tenant,
+            idempotent_base(tenant, idempotency_key) if idempotency_key else None,
         )
 
-    def admit(self, payloads: tuple[Payload, ...]) -> int:
-        """Admit these payloads whole and send them to the router, or raise Refused."""
-        refusal = self._ledger.admit(payloads)
+    def admit(self, collection: Collection) -> int:
+        """Admit the collection whole and send it to the router, or raise Refused."""
+        refusal = self._ledger.admit(collection)
         if refusal is not None:
             raise Refused(refusal)
+        if self._defer is None:
+            self._tell((collection,))
+            return collection.size
+        with self._lock:
+            first = not self._waiting
+            self._waiting.append(collection)
+        if first:
+            self._defer(self.flush)
+        return collection.size
+
+    def flush(self) -> None:
+        """Tell the router every collection admitted and not yet told (also at shutdown)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        if waiting:
+            self._tell(tuple(waiting))
+
+    def _tell(self, collections: tuple[Collection, ...]) -> None:
         try:
-            self._router.tell(Route(payloads))
-        except pykka.ActorDeadError:  # not enqueued: provably never placed
-            self._ledger.withdraw(payloads)
-            raise Refused(CLOSED) from None
-        return len(payloads)
+            self._router.tell(Route(collections))
+        except pykka.ActorDeadError:
+            if self._defer is None:  # not enqueued, not yet acknowledged: refuse it
+                for collection in collections:
+                    self._ledger.withdraw(collection)
+                raise Refused(CLOSED) from None
+            # Already acknowledged: they stay owed in the ledger, and the shutdown that a
+            # dead router brings about sweeps them into the spool.
+            log.critical(
+                "the router is gone: %d acknowledged collection(s) stay owed for the shutdown "
+                "sweep to spool",
+                len(collections),
+                extra={"event": "router_gone", "collections": len(collections)},
+            )

@@ -8,6 +8,8 @@ for any actor to learn the answer.
 Every admitted payload stays *outstanding* until it is durable: landed in S3 or fsynced in
 the spool. That is the one record of what the process still owes; the shutdown sweep spools
 whatever is outstanding at the deadline, and each payload's receipt is settled exactly once.
+Kept per collection: admitting or settling a collection is one entry, however many payloads
+it holds; only a collection settled in pieces (spread over batches) remembers which.
 
 Invariant: queued (in mailboxes) + reserved (sent to the router) <= slots x max_queue, so the
 router always finds room for what it was given.
@@ -16,11 +18,11 @@ router always finds room for what it was given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from actors.drain import DrainBudget
-from actors.messages import Payload
+from actors.messages import Collection, Part, Payload
 
 MAILBOXES_FULL = "all uploader mailboxes are full"
 S3_SLOW = (
@@ -37,6 +39,43 @@ class LedgerSnapshot:
     reserved: int  # admitted, still on their way through the router
     outstanding: int  # admitted and not yet durable (in S3 or the spool)
     closed: bool
+
+
+class Owed:
+    """A collection not yet wholly durable: which of its payloads still are not."""
+
+    __slots__ = ("collection", "left", "settled")
+
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+        self.left = collection.size
+        self.settled: bytearray | None = None  # made when it is first settled in part
+
+    def take(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Mark start..stop durable; the ranges that were not already (each is settled once)."""
+        if self.settled is None:
+            if start == 0 and stop == self.left == self.collection.size:
+                self.left = 0
+                return [(0, stop)]
+            self.settled = bytearray(self.collection.size)
+        fresh: list[tuple[int, int]] = []
+        for index in range(start, stop):
+            if not self.settled[index]:
+                self.settled[index] = 1
+                if fresh and fresh[-1][1] == index:
+                    fresh[-1] = (fresh[-1][0], index + 1)
+                else:
+                    fresh.append((index, index + 1))
+        self.left -= sum(b - a for a, b in fresh)
+        return fresh
+
+    def unsettled(self) -> list[Payload]:
+        collection = self.collection
+        return [
+            Payload(collection, index)
+            for index in range(collection.size)
+            if self.settled is None or not self.settled[index]
+        ]
 
 
 class Ledger:
@@ -62,35 +101,36 @@ class Ledger:
         self._reserved = 0
         self._capacity = slots * max_queue
         self.max_queue = max_queue
-        self._outstanding: dict[str, Payload] = {}
+        self._outstanding: dict[str, Owed] = {}  # by collection id
+        self._owed = 0  # payloads outstanding
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._depths)
 
     # The request's thread.
-    def admit(self, payloads: Iterable[Payload]) -> str | None:
-        """Reserve room for all of these, or none: None if admitted, else why not."""
-        batch = list(payloads)
+    def admit(self, collection: Collection) -> str | None:
+        """Reserve room for all of it, or none: None if admitted, else why not."""
+        size = collection.size
         limit = self._budget.limit() if self._budget is not None else None
         with self._lock:
             if self._closed:
                 return CLOSED
-            if self._held + len(batch) > self._capacity:
+            if self._held + size > self._capacity:
                 return MAILBOXES_FULL
-            owed = len(self._outstanding)
-            if limit is not None and owed and owed + len(batch) > limit:
+            owed = self._owed
+            if limit is not None and owed and owed + size > limit:
                 return S3_SLOW
             if self._tenant_cap is not None:  # shares kept only when there are several
-                tenant = batch[0].tenant if batch else None
+                tenant = collection.tenant
                 holds = self._by_tenant.get(tenant, 0)
-                if holds and holds + len(batch) > self._tenant_cap:
+                if holds and holds + size > self._tenant_cap:
                     return TENANT_FULL
-                self._by_tenant[tenant] = holds + len(batch)
-            self._held += len(batch)
-            self._reserved += len(batch)
-            for payload in batch:
-                self._outstanding[payload.id] = payload
+                self._by_tenant[tenant] = holds + size
+            self._held += size
+            self._reserved += size
+            self._outstanding[collection.id] = Owed(collection)
+            self._owed += size
         return None
 
     def refusal(self) -> str | None:
@@ -104,19 +144,19 @@ class Ledger:
             return CLOSED
         if self._held >= self._capacity:
             return MAILBOXES_FULL
-        if self._budget is not None and len(self._outstanding) >= self._budget.limit():
+        if self._budget is not None and self._owed >= self._budget.limit():
             return S3_SLOW
         return None
 
-    def withdraw(self, payloads: Iterable[Payload]) -> None:
+    def withdraw(self, collection: Collection) -> None:
         """Undo `admit` for a collection that provably never left the request's thread."""
-        batch = list(payloads)
+        size = collection.size
         with self._lock:
-            self._held -= len(batch)
-            self._reserved -= len(batch)
-            for payload in batch:
-                if self._outstanding.pop(payload.id, None) is not None:
-                    self._release(payload.tenant)
+            self._held -= size
+            self._reserved -= size
+            if self._outstanding.pop(collection.id, None) is not None:
+                self._owed -= size
+                self._release(collection.tenant, size)
 
     # The router.
     def room(self) -> list[int]:
@@ -145,34 +185,47 @@ class Ledger:
     # Whoever made payloads durable.
     def settle(
         self,
-        payloads: Sequence[Payload],
+        parts: Sequence[Part],
         *,
         landed: bool,
         locations: Sequence[tuple[str, int | None]] | None = None,
         existed: bool = False,
     ) -> int:
-        """Mark payloads durable; each receipt is told once (with where the payload landed).
-        Returns how many were owed."""
-        settled = []
+        """Mark payloads durable; each receipt is told once, with where each part landed
+        (`locations[i]`: the object of parts[i] and the line of its first payload there, None
+        when each payload is an object of its own). Returns how many were owed."""
+        fresh: list[tuple[Collection, int, int, int]] = []  # collection, start, stop, part
         with self._lock:
-            for position, payload in enumerate(payloads):
-                if self._outstanding.pop(payload.id, None) is not None:
-                    settled.append((position, payload))
-                    self._release(payload.tenant)
-        for position, payload in settled:
-            if payload.receipt is not None:
-                payload.receipt.record(
-                    landed=landed,
-                    index=payload.index,
-                    location=locations[position] if locations else None,
-                    existed=existed,
-                )
-        return len(settled)
+            for position, (collection, start, stop) in enumerate(parts):
+                owed = self._outstanding.get(collection.id)
+                if owed is None:
+                    continue
+                for first, last in owed.take(start, stop):
+                    fresh.append((collection, first, last, position))
+                    self._owed -= last - first
+                    self._release(collection.tenant, last - first)
+                if owed.left == 0:
+                    del self._outstanding[collection.id]
+        for collection, first, last, position in fresh:
+            receipt = collection.receipt
+            if receipt is None:
+                continue
+            key, line = locations[position] if locations else (None, None)
+            start = parts[position].start
+            receipt.record(
+                landed=landed,
+                start=first,
+                stop=last,
+                key=key,
+                first_line=None if line is None else line + first - start,
+                existed=existed,
+            )
+        return sum(last - first for _, first, last, _ in fresh)
 
-    def _release(self, tenant: str | None) -> None:
+    def _release(self, tenant: str | None, count: int) -> None:
         if self._tenant_cap is None:
             return
-        left = self._by_tenant[tenant] - 1
+        left = self._by_tenant[tenant] - count
         if left:
             self._by_tenant[tenant] = left
         else:
@@ -180,7 +233,8 @@ class Ledger:
 
     def owes(self, payload: Payload) -> bool:
         with self._lock:
-            return payload.id in self._outstanding
+            owed = self._outstanding.get(payload.collection.id)
+            return owed is not None and (owed.settled is None or not owed.settled[payload.index])
 
     # Shutdown.
     def close(self) -> None:
@@ -191,10 +245,9 @@ class Ledger:
     def outstanding(self) -> list[Payload]:
         """Every payload admitted and not yet durable, oldest first."""
         with self._lock:
-            return list(self._outstanding.values())
+            owed = self._outstanding.values()
+            return [payload for entry in owed for payload in entry.unsettled()]
 
     def snapshot(self) -> LedgerSnapshot:
         with self._lock:
-            return LedgerSnapshot(
-                tuple(self._depths), self._reserved, len(self._outstanding), self._closed
-            )
+            return LedgerSnapshot(tuple(self._depths), self._reserved, self._owed, self._closed)

@@ -1,11 +1,12 @@
 """The router: places each admitted collection in the uploaders' mailboxes, round robin.
 
 Admission already happened in the request's thread (the ledger reserved room for the whole
-collection), so the router never refuses: it only chooses mailboxes. The payloads of one
-collection that go to the same mailbox travel as one message (`Deliver`): waking an uploader
-costs more than what it then does with a payload in batched mode. There (`whole_collections`)
-each collection goes whole to the next mailbox with room for it, and is spread payload by
-payload only when no mailbox has room for all of it.
+collection), so the router never refuses: it only chooses mailboxes. The payloads that go to
+the same mailbox travel as one message (`Deliver`): waking an uploader costs more than what
+it then does with a payload in batched mode. There (`whole_collections`) the collections of
+one Route go whole to the next mailbox with room for them all, else each to the next with
+room for it, and a collection is spread payload by payload only when no mailbox has room for
+all of it. With one object per payload, payloads are spread round robin.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pykka
 
 from actors.delivery import Delivery
 from actors.ledger import Ledger
-from actors.messages import Deliver, Payload, Route, Unit
+from actors.messages import Collection, Deliver, Payload, Route, Unit, weight
 from actors.retry import RestartPolicy
 from actors.supervised import Salvage, SupervisedActor
 from actors.supervisor import SupervisorActor
@@ -26,12 +27,12 @@ from actors.uploader import UploaderActor
 
 log = logging.getLogger(__name__)
 
-Plan = list[tuple[int, list[Payload]]]
+Plan = list[tuple[int, list[Unit]]]
 SEND_AT = 256  # payloads held at most before they are sent, however many Routes wait
 
 
 class Router:
-    """The router's behaviour: its round-robin cursor and the collection it is placing."""
+    """The router's behaviour: its round-robin cursor and the collections it is placing."""
 
     def __init__(
         self,
@@ -45,8 +46,8 @@ class Router:
         self._whole_collections = whole_collections
         self._more_waiting = more_waiting
         self._cursor = 0
-        self._placing: Unit | None = None  # the collection being planned
-        self._held: dict[int, list[Payload]] = {}  # planned, not yet sent, per mailbox
+        self._placing: Unit | None = None  # the unit being planned
+        self._held: dict[int, list[Unit]] = {}  # planned, not yet sent, per mailbox
         self._held_count = 0
 
     def receive(self, message: Any) -> None:
@@ -56,62 +57,79 @@ class Router:
             log.warning("router: unexpected message %r", message)
 
     def take(self, unit: Unit) -> None:
-        """Plan where the collection goes; send what is planned once no Route is waiting.
+        """Plan where the unit's payloads go; send what is planned once no Route is waiting.
 
         In batched mode, under load, Routes queue up in the router's own mailbox; holding
-        their payloads until it is empty (or `SEND_AT` are held) sends each uploader one
-        message for many collections instead of one each, and waking an uploader is most of
-        what a request costs there.
+        what they planned until it is empty (or `SEND_AT` payloads are held) sends each
+        uploader one message for many collections instead of one each, and waking an
+        uploader is most of what a collection costs there.
         """
         self._placing = unit
-        for slot, chunk in self._plan(list(unit.payloads)):
-            self._held.setdefault(slot, []).extend(chunk)
-            self._held_count += len(chunk)
+        for slot, units in self._plan(unit):
+            self._held.setdefault(slot, []).extend(units)
+            self._held_count += weight(units)
         self._placing = None
         if self._held_count >= SEND_AT or not self._more_waiting():
             self._send()
 
     def salvage(self) -> Salvage:
-        """The collection being planned, and what was planned but not sent (not yet placed)."""
+        """The unit being planned, and what was planned but not sent (not yet placed): the
+        whole collections as one Route, to be planned again together."""
         unit, self._placing = self._placing, None
-        held = [payload for chunk in self._held.values() for payload in chunk]
+        held = [held for units in self._held.values() for held in units]
         self._held, self._held_count = {}, 0
-        return Salvage(unit, [Route(tuple(held))] if held else [])
+        whole = tuple(c for c in held if isinstance(c, Collection))
+        alone = [p for p in held if not isinstance(p, Collection)]
+        return Salvage(unit, ([Route(whole)] if whole else []) + alone)
 
     def dropped(self, units: list[Unit]) -> None:
-        """Collections spooled instead of placed: give back the room reserved for them."""
-        self._ledger.unreserve(sum(len(unit.payloads) for unit in units))
+        """Units spooled instead of placed: give back the room reserved for them."""
+        self._ledger.unreserve(weight(units))
 
     def stop(self) -> None:
         self._send()
 
     def _send(self) -> None:
         while self._held:
-            slot, chunk = next(iter(self._held.items()))
-            self._uploaders[slot].tell(Deliver(tuple(chunk)))
-            self._ledger.placed(slot, len(chunk))
+            slot, units = next(iter(self._held.items()))
+            load = weight(units)
+            self._uploaders[slot].tell(Deliver(tuple(units), load))
+            self._ledger.placed(slot, load)
             del self._held[slot]
-            self._held_count -= len(chunk)
+            self._held_count -= load
 
-    def _plan(self, payloads: list[Payload]) -> Plan:
+    def _plan(self, unit: Unit) -> Plan:
         room = self._ledger.room()
-        for slot, chunk in self._held.items():
-            room[slot] -= len(chunk)
-        if self._whole_collections:
-            whole = self._whole(payloads, room)
-            if whole:
-                return whole
-        return self._spread(payloads, room)
+        for slot, units in self._held.items():
+            room[slot] -= weight(units)
+        if isinstance(unit, Route):
+            collections: Sequence[Unit] = unit.collections
+        else:
+            collections = [unit]  # a collection or a payload handed back after a crash
+        if not self._whole_collections:
+            return self._spread([p for c in collections for p in c.payloads], room)
+        slot = self._next_with_room(room, weight(collections))
+        if slot is not None:  # all of them in one mailbox: one message, one wake-up
+            return [(slot, list(collections))]
+        plan: Plan = []
+        for collection in collections:
+            slot = self._next_with_room(room, collection.size)
+            if slot is not None:
+                room[slot] -= collection.size
+                plan.append((slot, [collection]))
+            else:
+                plan += self._spread(list(collection.payloads), room)
+        return plan
 
-    def _whole(self, payloads: list[Payload], room: list[int]) -> Plan:
-        """The whole collection in the next mailbox with room for all of it, if there is one."""
+    def _next_with_room(self, room: list[int], size: int) -> int | None:
+        """The next mailbox, round robin, with room for `size` payloads, if there is one."""
         count = len(room)
         for step in range(count):
             slot = (self._cursor + step) % count
-            if room[slot] >= len(payloads):
+            if room[slot] >= size:
                 self._cursor = (slot + 1) % count
-                return [(slot, payloads)]
-        return []
+                return slot
+        return None
 
     def _spread(self, payloads: list[Payload], room: list[int]) -> Plan:
         """Each payload to the next mailbox with room, round robin; one message per mailbox.
@@ -120,7 +138,7 @@ class Router:
         round robin past the bound rather than being dropped.
         """
         count = len(room)
-        chunks: dict[int, list[Payload]] = {}
+        chunks: dict[int, list[Unit]] = {}
         for payload in payloads:
             slot = self._cursor
             for _ in range(count):

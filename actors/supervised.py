@@ -190,7 +190,7 @@ class SupervisedActor(pykka.ThreadingActor):
             "under S3_ERROR_PREFIX (spooled if S3 will not take it) (last: %s)",
             self,
             unit.id,
-            len(unit.payloads),
+            unit.size,
             crashes,
             cause,
             extra={"event": "poison_message", "actor": self.name, "payload": unit.id},

@@ -96,6 +96,7 @@ class ActorSystem:
         self.pool: pykka.ActorRef[SupervisorActor] | None = None
         self.uploaders: list[pykka.ActorRef[UploaderActor]] = []
         self.router: pykka.ActorRef[RouterActor] | None = None
+        self._dispatcher: Dispatcher | None = None
 
     def start(self) -> pykka.ActorRef[RouterActor]:
         policy, observer = self._policy, self._observer
@@ -134,9 +135,15 @@ class ActorSystem:
         return self.router
 
     def dispatcher(self) -> Dispatcher:
-        """The front door for the web layer; call after start()."""
+        """The front door for the web layer (one for the process); call after start()."""
         assert self.router is not None, "start() first"
-        return Dispatcher(self.router, self.ledger)
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(self.router, self.ledger)
+        return self._dispatcher
+
+    @property
+    def batching(self) -> bool:
+        return self._limits.enabled
 
     def snapshot(self) -> SystemSnapshot:
         return SystemSnapshot(
@@ -175,6 +182,8 @@ class ActorSystem:
         margin = min(3.0, timeout / 4)
         self.deadline.set(started + timeout - margin)
         self.ledger.close()
+        if self._dispatcher is not None:
+            self._dispatcher.flush()  # admitted, not yet told: the router places them first
         if self.router is not None:
             self._stop(self.router)
         stopping = []

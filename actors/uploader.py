@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pykka
 
@@ -85,18 +85,25 @@ class Uploader:
             if unit.sealed or not self._limits.enabled:
                 self._delivery.deliver(unit, self._name)
             else:
-                self._collect(cast(Payload, unit))  # unsealed units are payloads
+                self._collect(unit)  # unsealed units are collections or payloads
             self._in_flight = None
 
-    def _collect(self, payload: Payload) -> None:
-        document = payload.document
+    def _collect(self, unit: Unit) -> None:
+        """Encode the unit's payloads as lines into the open batch of their tenant and version."""
+        ((collection, start, stop),) = unit.parts  # a collection, or one of its payloads
+        documents = collection.documents
+        encode = self._delivery.store.encode
         if self._limits.line_ids:
-            document = {"id": payload.idempotent_id or payload.id, "payload": document}
-        line = self._delivery.store.encode(document)
-        opened, sealed = self._open.add(payload, line)
-        self._in_flight = None  # it is in a batch now: held there, not twice
-        if opened is not None:
-            timer = threading.Timer(self._limits.max_wait, self._flush_later, (opened.id,))
+            lines = [
+                encode({"id": payload.idempotent_id or payload.id, "payload": payload.document})
+                for payload in map(Payload, [collection] * (stop - start), range(start, stop))
+            ]
+        else:
+            lines = [encode(documents[index]) for index in range(start, stop)]
+        opened, sealed = self._open.add(collection, start, lines)
+        self._in_flight = None  # in a batch now: held there, not twice
+        for batch in opened:
+            timer = threading.Timer(self._limits.max_wait, self._flush_later, (batch.id,))
             timer.daemon = True
             timer.start()
         self._in_hand.extendleft(reversed(sealed))

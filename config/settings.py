@@ -17,10 +17,10 @@ from config.tenants import tenants_of
 
 SERVERS = ("granian", "waitress")
 S3_CHECKS = ("strict", "warn", "off")  # a failed write probe at start: exit 1, log, or no probe
-# Python threads per process that run requests, when WEB_THREADS is not set. granian calls
-# the app before the body is in, so each slow body holds a thread: many, to outlast them.
-# waitress buffers whole requests first: a few threads keep its cores busy.
-SERVER_THREADS = {"granian": 1024, "waitress": 8}
+# Python threads per process that run requests under waitress (WEB_THREADS): it buffers whole
+# requests first, so a few threads keep its cores busy. granian runs mailroom as an ASGI app
+# on one event loop per worker: no request threads at all (a slow body holds a coroutine).
+WAITRESS_THREADS = 8
 ACK_MODES = ("queued", "stored")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -33,7 +33,7 @@ class Settings:
     port: int = 8000
     host: str = "0.0.0.0"
     web_concurrency: int = 1
-    web_threads: int | None = None  # None: the server's own default (SERVER_THREADS)
+    web_threads: int | None = None  # waitress's request threads; None: WAITRESS_THREADS
     max_workers: int = 32
     max_queue: int = 100
     max_body_bytes: int = 1_048_576
@@ -62,6 +62,7 @@ class Settings:
     channel_timeout: int = 30
     server: str = "granian"
     header_timeout: float = 10.0
+    body_timeout: float = 30.0  # granian: the whole body within this, else 408
     backlog: int = 2048
     max_connections: int = 10000
     s3_check: str = "warn"
@@ -76,8 +77,8 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        """Python threads per process that run requests: WEB_THREADS, or the server's default."""
-        return self.web_threads or SERVER_THREADS[self.server]
+        """Request threads per waitress process: WEB_THREADS, or WAITRESS_THREADS."""
+        return self.web_threads or WAITRESS_THREADS
 
     def __post_init__(self) -> None:
         if self.tenant_burst is not None and self.tenant_burst < self.max_payloads_per_request:
@@ -195,6 +196,7 @@ class Settings:
             ),
             server=reader.choice("SERVER", d.server, SERVERS),
             header_timeout=reader.number("HEADER_TIMEOUT", d.header_timeout, minimum=1, maximum=60),
+            body_timeout=reader.number("BODY_TIMEOUT", d.body_timeout, minimum=1, maximum=3600),
             backlog=reader.integer("BACKLOG", d.backlog, minimum=128, maximum=65535),
             max_connections=reader.integer(
                 "MAX_CONNECTIONS", d.max_connections, minimum=16, maximum=1_000_000

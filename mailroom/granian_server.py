@@ -1,27 +1,22 @@
 """`mailroom serve` under granian (SERVER=granian, the default): Rust HTTP in front, one
-mailroom (actors, S3 client, metrics) in each of `WEB_CONCURRENCY` forked worker processes.
+mailroom (actors, S3 client, metrics) behind Falcon's ASGI app in each of `WEB_CONCURRENCY`
+forked worker processes (mailroom.granian_worker).
 
 granian does what the hand-made process pool does under waitress: it forks the workers,
-respawns one that dies, and on SIGTERM stops accepting, lets requests in progress finish and
-then runs each worker's `multiprocessing.util.Finalize` hooks (not `atexit`). mailroom's hook
-drains the worker's actors (uploads what is queued, spools what is left at the deadline).
-Headers must arrive within HEADER_TIMEOUT, so header tricklers cannot hold connections; the
-app is called as soon as the headers are in, so an oversized Content-Length gets its 413
-before the body is sent.
+respawns one that dies, and passes SIGTERM on to each. Headers must arrive within
+HEADER_TIMEOUT, so header tricklers cannot hold connections; the app is called as soon as the
+headers are in, so an oversized Content-Length gets its 413 before the body is sent, and a
+body must arrive whole within BODY_TIMEOUT. One event loop per worker serves every
+connection: a slow body holds a coroutine, not a thread.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing.util
 import os
 import tempfile
-from collections.abc import Callable
-from typing import Any
 
 from config import Settings
-from mailroom.logs import configure_logging
 
 # Not imported from mailroom.metrics: prometheus_client picks its value store when first
 # imported, so the variable must be set before any process of the tree imports it.
@@ -39,9 +34,6 @@ GRANIAN_LOGGING = {
     },
 }
 HTTP1_BUFFER = 65536  # per connection at most (granian: 408 KiB, times thousands of slow ones)
-BLOCKING_IDLE_SECONDS = 5  # threads a burst of slow clients made go away soon after it
-M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
-MALLOC_ARENAS = 2  # glibc gives each thread an arena of its own; hundreds of threads hoard RSS
 KILL_MARGIN = 5  # seconds past SHUTDOWN_TIMEOUT before granian kills a worker still draining
 
 
@@ -72,17 +64,14 @@ def serve_granian(settings: Settings) -> int:
     )
     try:
         Granian(
-            "mailroom.granian_server:worker_app",
+            "mailroom.granian_worker:worker_app",
             factory=True,
-            interface=Interfaces.WSGI,
+            interface=Interfaces.ASGI,
             address=settings.host,
             port=settings.port,
             workers=settings.web_concurrency,
             backlog=settings.backlog,
-            backpressure=settings.max_connections,  # connections and requests held at once
-            # Each request in the app, or a body still arriving, holds one (WEB_THREADS).
-            blocking_threads=min(settings.max_connections, settings.threads),
-            blocking_threads_idle_timeout=BLOCKING_IDLE_SECONDS,
+            backpressure=settings.max_connections,  # connections held at once, per worker
             http1_settings=HTTP1Settings(
                 header_read_timeout=int(settings.header_timeout * 1000),
                 keep_alive=True,
@@ -102,36 +91,3 @@ def serve_granian(settings: Settings) -> int:
             metrics_dir.cleanup()
     log.info("all workers stopped", extra={"event": "workers_stopped"})
     return 0
-
-
-def worker_app() -> Callable[..., Any]:
-    """granian's factory, run in each forked worker: build this worker's mailroom."""
-    from mailroom.metrics import forget_dead_processes
-    from mailroom.process import build_process, stop_this_process
-
-    settings = Settings.from_env()  # the main process has checked it already
-    configure_logging(settings.log_level, settings.log_format)
-    _limit_malloc_arenas()
-    forget_dead_processes(os.environ[MULTIPROC_ENV])
-    process = build_process(settings, start_embedded=False, on_exhausted=stop_this_process)
-
-    def stop() -> None:
-        code = process.stop(settings.shutdown_timeout - 1)
-        if code:
-            logging.shutdown()
-            os._exit(code)  # so granian sees it failed (and respawns it while serving)
-
-    multiprocessing.util.Finalize(None, stop, exitpriority=100)
-    process.log_start("granian", f"worker {os.getpid()}: ")
-    # No Connection: close wrapper as under waitress: granian refuses new connections at
-    # once on SIGTERM, and the drain starts only after its last request has been answered.
-    return process.app
-
-
-def _limit_malloc_arenas() -> None:
-    """Cap glibc's per-thread malloc arenas, so memory a burst of threads used is given back."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass

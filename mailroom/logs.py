@@ -29,7 +29,7 @@ class ContextFilter(logging.Filter):
     """Adds the current request id to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
+        record.request_id = current_request_id()
         return True
 
 
@@ -110,9 +110,10 @@ def settings_record(settings: Settings) -> tuple[str, dict[str, Any]]:
         if settings.uses_embedded_store
         else f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
     )
+    threads = f"WEB_THREADS={settings.threads} " if settings.server == "waitress" else ""
     message = (
         f"settings: SERVER={settings.server} WEB_CONCURRENCY={settings.web_concurrency} "
-        f"WEB_THREADS={settings.threads} MAX_WORKERS={settings.max_workers} "
+        f"{threads}MAX_WORKERS={settings.max_workers} "
         f"MAX_QUEUE={settings.max_queue} ACK_MODE={settings.ack_mode} "
         f"BATCH_MAX_PAYLOADS={settings.batch_max_payloads} ACCESS_LOG="
         f"{str(settings.access_log).lower()}; objects go to {destination}; INGEST_TOKENS: "

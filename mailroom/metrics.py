@@ -11,6 +11,7 @@ a version or any client input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -30,30 +31,13 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.process_collector import ProcessCollector
 
+from mailroom.tallies import ACCEPTED, REFUSED, RequestTally, TallyCollector, TallyFiles
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # A `*_created` series beside every counter and histogram doubles what is scraped and stored
 # for a start time nobody queries (the multiprocess collector never writes them anyway).
 disable_created_metrics()
-
-# Time in the app per request: most answers take well under a millisecond; a `stored`
-# acknowledgement waits for S3 (up to STORED_ACK_TIMEOUT), a slow body for its client.
-REQUEST_SECONDS_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-)
 
 # prometheus_client's process collector, read once a second into per-process gauges: its own
 # `process_*` series are not written to the multiprocess directory, so they vanish there.
@@ -76,20 +60,12 @@ class Metrics:
         counter = functools.partial(Counter, registry=registry)
         gauge = functools.partial(Gauge, registry=registry)
         histogram = functools.partial(Histogram, registry=registry)
-        self.requests = counter(
-            "mailroom_http_requests_total", "HTTP answers", ["method", "route", "status"]
-        )
-        self.request_seconds = histogram(
-            "mailroom_http_request_duration_seconds",
-            "Time in the app per request, from its headers to its answer (body read included)",
-            ["method", "route", "status"],
-            buckets=REQUEST_SECONDS_BUCKETS,
-        )
-        # tenant: a configured tenant's name, or "none" for a plain token: a bounded label
-        self.accepted = counter("mailroom_payloads_accepted_total", "Payloads accepted", ["tenant"])
-        self.refused = counter(
-            "mailroom_payloads_refused_total", "Payloads refused (429 or 503)", ["tenant"]
-        )
+        # Per request: counted in the process, handed to Prometheus when scraped (tallies.py).
+        self.tally = RequestTally()
+        directory = os.environ.get(MULTIPROC_ENV)
+        self.tally_files = TallyFiles(directory, self.tally) if directory else None
+        if registry is not REGISTRY or directory is None:  # else render() adds it per scrape
+            registry.register(TallyCollector(self.tally))
         self.depth = gauge(
             "mailroom_mailbox_depth",
             "Payloads waiting in each uploader mailbox, per process (pid) and slot",
@@ -167,42 +143,22 @@ class Metrics:
             for name, text in PROCESS_GAUGES.items()
         }
         self._process_collector = ProcessCollector(registry=None)
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._tenant_children: dict[tuple[Counter, str | None], Counter] = {}
 
     # web observer
-    def request_done(self, method: str, route: str, status: int) -> None:
-        self._children(method, route, status)[0].inc()
-
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
-        count, duration = self._children(method, route, status)
-        count.inc()
-        duration.observe(seconds)
-
-    def _children(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-        key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:  # labels() costs a few microseconds: once per combination
-            labels = (method, route, str(status))
-            children = self._request_children[key] = (
-                self.requests.labels(*labels),
-                self.request_seconds.labels(*labels),
-            )
-        return children
+        self.tally.request(method, route, status, seconds)
 
     def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
-        self._tenant_child(self.accepted, tenant).inc(count)
+        self.tally.payloads(ACCEPTED, tenant, count)
 
     def payloads_refused(self, count: int, tenant: str | None = None) -> None:
-        self._tenant_child(self.refused, tenant).inc(count)
+        self.tally.payloads(REFUSED, tenant, count)
 
-    def _tenant_child(self, counter: Counter, tenant: str | None) -> Counter:
-        """labels() costs a few microseconds: once per counter and tenant (a bounded set)."""
-        key = (counter, tenant)
-        child = self._tenant_children.get(key)
-        if child is None:
-            child = self._tenant_children[key] = counter.labels(tenant or "none")
-        return child
+    def save_tally(self) -> None:
+        """Save this process's request counts for the others' scrapes (once a second, and at
+        exit)."""
+        if self.tally_files is not None:
+            self.tally_files.save()
 
     # actor observer
     def uploaded(self, payloads: int, seconds: float, batched: bool) -> None:
@@ -252,6 +208,8 @@ class Metrics:
                 except Exception:  # a failed reading must not end the sampling
                     pass
                 self.sample_process()
+                with contextlib.suppress(OSError):
+                    self.save_tally()
                 stop.wait(seconds)
 
         stop = threading.Event()
@@ -271,13 +229,18 @@ class Metrics:
             pass
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text: every process's values when multiprocess, else this one's."""
-    if os.environ.get(MULTIPROC_ENV):
+def renderer(metrics: Metrics) -> Callable[[], tuple[bytes, str]]:
+    """`/metrics`: every process's values when multiprocess, else this one's."""
+
+    def render() -> tuple[bytes, str]:
+        if metrics.tally_files is None:
+            return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
+        registry.register(TallyCollector(metrics.tally, metrics.tally_files))
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+    return render
 
 
 def process_died(pid: int, directory: str) -> None:

@@ -3,6 +3,7 @@ supervision tree and the WSGI app; and how they stop. Built once per process (pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -16,16 +17,16 @@ from actors import ActorSystem
 from actors.batching import BatchLimits
 from actors.retry import Backoff, RestartPolicy
 from config import Settings
+from mailroom.access_log import LOGGER, AccessLogWriter
 from mailroom.health import CachedReport, health_report
 from mailroom.logs import log_settings
-from mailroom.metrics import Metrics
-from mailroom.metrics import render as render_metrics
+from mailroom.metrics import Metrics, renderer
 from mailroom.progress import ReplayProgress
 from mailroom.s3_check import check_at_start, watch
 from mailroom.wiring import StoreHandle, open_spool, open_store
 from store.replay import ReplayTally, replay
 from store.spool import DeadLetterSpool
-from web import create_app
+from web import create_app, create_asgi_app
 
 log = logging.getLogger("mailroom")
 
@@ -38,14 +39,26 @@ class ServingProcess:
     system: ActorSystem
     draining: threading.Event
     app: Callable[..., Any]
+    metrics: Metrics
+    access: AccessLogWriter | None = None
 
     def log_start(self, server: str, worker: str = "") -> None:
         settings = self.settings
         log_settings(log, settings)
         if not settings.ingest_tokens:
-            log.warning(
+            # Against a real bucket that is a deployment accepting anyone's data; with the
+            # embedded store (make run, no settings) it is how a first try is meant to work.
+            log.log(
+                logging.INFO if settings.uses_embedded_store else logging.WARNING,
                 "INGEST_TOKENS is not set: any token is accepted",
                 extra={"event": "auth_disabled"},
+            )
+        if settings.web_threads is not None and settings.server == "granian":
+            log.warning(
+                "WEB_THREADS=%d is ignored: it sizes waitress's request threads, and granian "
+                "serves mailroom on one event loop per worker (SERVER=granian)",
+                settings.web_threads,
+                extra={"event": "setting_ignored"},
             )
         log.info(
             "%sserving POST /payloads on port %d with %s (ACK_MODE=%s); objects go to %s; "
@@ -59,12 +72,21 @@ class ServingProcess:
             extra={"event": "serving", "port": settings.port, "server": server},
         )
 
+    def on_event_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Requests are answered on this loop (granian): in batched mode, the collections it
+        admits in one go are told to the router together."""
+        if self.system.batching:
+            self.system.dispatcher().tell_together(loop.call_soon)
+
     def stop(self, timeout: float) -> int:
         """Drain the actors within `timeout` s; return the exit code (1 after a failure)."""
         self.draining.set()
         started = time.monotonic()
         lost = self.system.drain(max(timeout, 1.0))
         self.handle.close()
+        if self.access is not None:
+            self.access.close()  # every line of every answered request written
+        self.metrics.save_tally()
         took = time.monotonic() - started
         if self.system.gave_up is not None or lost:
             log.critical(
@@ -95,8 +117,11 @@ def build_process(
     *,
     start_embedded: bool,
     on_exhausted: Callable[[str], None],
+    asgi: bool = False,
 ) -> ServingProcess:
-    """Everything one process serves with, started (actors running, replay under way)."""
+    """Everything one process serves with, started (actors running, replay under way).
+
+    `asgi`: the app is Falcon's ASGI app (granian) rather than its WSGI app (waitress)."""
     spool = open_spool(settings)
     spool.prepare()
     handle = open_store(settings, start_embedded=start_embedded)
@@ -118,16 +143,26 @@ def build_process(
     draining = threading.Event()
     report = CachedReport(lambda: health_report(system, spool), max_age=1.0)
     metrics.sample_every(1.0, report.get)
-    app = create_app(
+    access = open_access_log(settings)
+    app = (create_asgi_app if asgi else create_app)(
         system.dispatcher(),
         settings,
         draining,
         health=lambda: {**report.get(), "draining": draining.is_set()},
-        metrics=render_metrics,
+        metrics=renderer(metrics),
         observer=metrics,
+        access=access,
     )
     replay_in_background(spool, handle, settings.max_workers, metrics)
-    return ServingProcess(settings, spool, handle, system, draining, app)
+    return ServingProcess(settings, spool, handle, system, draining, app, metrics, access)
+
+
+def open_access_log(settings: Settings) -> AccessLogWriter | None:
+    """The access log's writer; None with ACCESS_LOG=false, or LOG_LEVEL above INFO (its
+    lines are INFO on `mailroom.access`)."""
+    if not settings.access_log or not logging.getLogger(LOGGER).isEnabledFor(logging.INFO):
+        return None
+    return AccessLogWriter(settings.log_format)
 
 
 def build_system(

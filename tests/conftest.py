@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pykka
@@ -48,3 +49,12 @@ def sink() -> Iterator[S3Sink]:
     server = S3Sink(latency_ms=2).serve_in_thread()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def make_app(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """The app factory for waitress (WSGI) and for granian (ASGI): a contract test taking this
+    runs against both, since both are built from the same checks and admission path."""
+    from web import create_app, create_asgi_app
+
+    return create_app if request.param == "wsgi" else create_asgi_app

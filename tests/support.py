@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -17,10 +18,21 @@ from typing import Any
 import orjson
 import requests
 
+from actors import Collection
 from store import S3Object
 from store.spool import DeadLetterSpool, Destination
 
 ROOT = Path(__file__).resolve().parent.parent
+_collection_ids = itertools.count()
+
+
+def collection(
+    *documents: Any, version: str = "1", tenant: str | None = None, received_at: float = 0.0
+) -> Collection:
+    """A collection as the dispatcher makes one, with a short id of its own (c0, c1, ...)."""
+    return Collection(
+        f"c{next(_collection_ids)}", version, received_at, tuple(documents), tenant=tenant
+    )
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,17 @@ from typing import Any
 import orjson
 import pytest
 
-from actors import ActorSystem, Payload
+from actors import ActorSystem, Collection
 from actors.batching import BatchLimits
 from actors.retry import RestartPolicy
 from store import S3Object, S3Store
 from store.spool import DeadLetterSpool
-from tests.support import ANYWHERE, RecordingStore, wait_for
-
-_ids = itertools.count()
+from tests.support import ANYWHERE, RecordingStore, collection, wait_for
 
 
-def payloads(n: int, version: str = "1", **extra: Any) -> list[Payload]:
-    return [Payload(f"b{next(_ids)}", version, 0.0, {"n": i, **extra}) for i in range(n)]
+def payloads(n: int, version: str = "1", **extra: Any) -> list[Collection]:
+    """One collection of n payloads (in a list, so that lists of them add up)."""
+    return [collection(*({"n": i, **extra} for i in range(n)), version=version)]
 
 
 def start(store: Any, tmp_path: Path, limits: BatchLimits, workers: int = 1) -> ActorSystem:
@@ -39,8 +37,8 @@ def start(store: Any, tmp_path: Path, limits: BatchLimits, workers: int = 1) -> 
     return system
 
 
-def route(system: ActorSystem, batch: list[Payload]) -> int:
-    return system.dispatcher().admit(tuple(batch))
+def route(system: ActorSystem, collections: list[Collection]) -> int:
+    return sum(system.dispatcher().admit(each) for each in collections)
 
 
 def stored_docs(store: RecordingStore) -> list[dict]:

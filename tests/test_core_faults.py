@@ -4,7 +4,6 @@ a drain during an outage. Nothing admitted is lost; nothing refused ever lands."
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from pathlib import Path
@@ -12,23 +11,23 @@ from typing import Any
 
 import pytest
 
-from actors import ActorSystem, Payload, Refused
+from actors import ActorSystem, Collection, Refused
 from actors.batching import BatchLimits
+from actors.messages import Unit
 from actors.retry import Backoff, RestartPolicy
 from actors.router import Router
 from store import open_s3
-from tests.support import BrokenSpool, FlakyStore, RecordingStore, wait_for
+from tests.support import BrokenSpool, FlakyStore, RecordingStore, collection, wait_for
 
-_ids = itertools.count()
 FAST = RestartPolicy(backoff_base=0.01, backoff_cap=0.05)
 
 
-def payloads(n: int, **extra: Any) -> tuple[Payload, ...]:
-    return tuple(Payload(f"f{next(_ids)}", "1", 0.0, {"n": i, **extra}) for i in range(n))
+def payloads(n: int, **extra: Any) -> Collection:
+    return collection(*({"n": i, **extra} for i in range(n)))
 
 
-def keys(batch: tuple[Payload, ...]) -> set[str]:
-    return {f"1/{p.id}" for p in batch}
+def keys(*collections: Collection) -> set[str]:
+    return {f"1/{p.id}" for each in collections for p in each.payloads}
 
 
 def start(store: Any, spool: Any, **kw: Any) -> ActorSystem:
@@ -51,19 +50,19 @@ def test_s3_and_the_spool_failing_together_lose_nothing_and_the_service_comes_ba
 ) -> None:
     store, spool, system = both_failing(tmp_path)
     door = system.dispatcher()
-    admitted = list(payloads(2))
-    assert door.admit(tuple(admitted)) == 2
+    admitted = [payloads(2)]
+    assert door.admit(admitted[0]) == 2
     wait_for(lambda: spool.failures >= 2, timeout=10)  # each uploader holds one, stalled
-    refused: list[Payload] = []
+    refused: list[Collection] = []
     for _ in range(6):
         batch = payloads(2)
         try:
             door.admit(batch)
-            admitted += batch
+            admitted.append(batch)
         except Refused:
-            refused += batch
+            refused.append(batch)
     # Held in memory, not lost; the mailboxes fill (2 x 5), then new work is refused whole.
-    assert len(admitted) == 12 and len(refused) == 2
+    assert sum(c.size for c in admitted) == 12 and sum(c.size for c in refused) == 2
     assert system.ledger.snapshot().outstanding == 12
     assert system.snapshot().spool_error is not None
     assert "No space left" in system.snapshot().spool_error
@@ -80,8 +79,8 @@ def test_s3_and_the_spool_failing_together_lose_nothing_and_the_service_comes_ba
 
     spooled = spool.keys()
     assert len(spooled) == len(set(spooled))  # each once
-    assert set(spooled) | set(store.saved) == keys(tuple(admitted)) | keys(more)
-    assert not (set(spooled) | set(store.saved)) & keys(tuple(refused))
+    assert set(spooled) | set(store.saved) == keys(*admitted) | keys(more)
+    assert not (set(spooled) | set(store.saved)) & keys(*refused)
 
 
 def test_spool_failing_while_s3_fails_then_s3_heals_lands_everything_in_s3(
@@ -103,7 +102,7 @@ def test_a_router_crash_is_restarted_and_its_collection_placed_once(
     plan = Router._plan
     crashes = []
 
-    def crash_once(self: Router, batch: list[Payload]) -> Any:
+    def crash_once(self: Router, batch: Unit) -> Any:
         if not crashes:
             crashes.append(1)
             raise RuntimeError("injected router bug")
@@ -132,7 +131,7 @@ def test_a_collection_refused_while_the_router_stalls_never_lands(
     stalled = threading.Event()
     release = threading.Event()
 
-    def stall_first(self: Router, batch: list[Payload]) -> Any:
+    def stall_first(self: Router, batch: Unit) -> Any:
         if not stalled.is_set():
             stalled.set()
             release.wait(30)
@@ -215,8 +214,8 @@ def test_a_collection_that_keeps_crashing_the_router_is_spooled_and_frees_its_ro
 ) -> None:
     plan = Router._plan
 
-    def choke_on_poison(self: Router, batch: list[Payload]) -> Any:
-        if any(p.document.get("poison") for p in batch):
+    def choke_on_poison(self: Router, batch: Unit) -> Any:
+        if any(p.document.get("poison") for p in batch.payloads):
             raise RuntimeError("injected router bug")
         return plan(self, batch)
 
@@ -243,11 +242,11 @@ def test_a_router_crash_while_holding_planned_payloads_loses_and_repeats_none(
     release = threading.Event()
     calls: list[int] = []
 
-    def stall_then_crash(self: Router, batch: list[Payload]) -> Any:
-        calls.append(len(batch))
+    def stall_then_crash(self: Router, batch: Unit) -> Any:
+        calls.append(batch.size)
         if len(calls) == 1:
             release.wait(30)  # Routes queue up behind the first
-        if batch[0].document.get("crash") and calls.count(len(batch)) == 1:
+        if batch.payloads[0].document.get("crash") and calls.count(batch.size) == 1:
             raise RuntimeError("injected router bug")
         return plan(self, batch)
 
@@ -259,13 +258,15 @@ def test_a_router_crash_while_holding_planned_payloads_loses_and_repeats_none(
     first, second = payloads(2, tag="first"), payloads(3, tag="second")
     crasher = payloads(4, tag="crasher", crash=True)
     for batch in (first, second, crasher):
-        assert door.admit(batch) == len(batch)
+        assert door.admit(batch) == batch.size
     release.set()
 
     def landed() -> list[tuple[str, int]]:
         return sorted((d["tag"], d["n"]) for docs in store.saved.values() for d in docs)
 
-    sent = sorted((p.document["tag"], p.document["n"]) for p in first + second + crasher)
+    sent = sorted(
+        (p.document["tag"], p.document["n"]) for c in (first, second, crasher) for p in c.payloads
+    )
     wait_for(lambda: len(landed()) == 9, timeout=10)
     assert landed() == sent  # each payload once, in whatever batches
     assert calls.count(4) == 2  # the crasher crashed the first router, the second placed it

@@ -12,13 +12,13 @@ import requests
 
 from actors.drain import DrainBudget
 from actors.ledger import S3_SLOW, Ledger
-from actors.messages import Payload
+from actors.messages import Collection
 from bench.s3sink import S3Sink
 from tests.support import ServiceProcess, sink_env, wait_for
 
 
-def payloads(n: int, start: int = 0) -> list[Payload]:
-    return [Payload(f"p{i}", "1", 0.0, {"n": i}) for i in range(start, start + n)]
+def payloads(n: int, start: int = 0) -> Collection:
+    return Collection(f"c{start}", "1", 0.0, tuple({"n": i} for i in range(start, start + n)))
 
 
 def test_the_budget_is_what_the_uploaders_store_in_half_the_drain() -> None:
@@ -50,7 +50,7 @@ def test_the_ledger_refuses_past_the_budget_and_admits_again_once_settled() -> N
     assert ledger.admit(first) is None
     assert ledger.admit(payloads(3, 18)) == S3_SLOW  # 21 > 20, though mailboxes have room
     assert ledger.admit(payloads(2, 18)) is None  # 20 fits
-    ledger.settle(first, landed=True)
+    ledger.settle(first.parts, landed=True)
     assert ledger.admit(payloads(10, 40)) is None
     assert ledger.snapshot().outstanding == 12
 

@@ -162,3 +162,7 @@ def test_with_no_s3_settings_it_serves_into_the_embedded_store() -> None:
         code, log = process.stop()
     assert code == 0
     assert f"embedded S3 store at http://127.0.0.1:{s3_port}" in log
+    # A first start prints nothing a newcomer would take for a misconfiguration: no warning
+    # of granian's (threads, websockets) nor of mailroom's.
+    assert "WARNING" not in log and "ERROR" not in log, log
+    assert "websocket" not in log.lower() and "seems quite high" not in log, log

@@ -11,8 +11,7 @@ from pathlib import Path
 import orjson
 import requests
 
-from actors import ActorSystem
-from actors.messages import Payload
+from actors import ActorSystem, Collection
 from actors.retry import RestartPolicy
 from bench.s3sink import S3Sink
 from store import S3Object, StoreError, open_s3
@@ -176,9 +175,10 @@ def test_a_poison_payload_is_dead_lettered_in_s3_with_why(sink: S3Sink, tmp_path
     system = ActorSystem(store, spool, workers=1, max_queue=10, restart_policy=policy)
     system.start()
     try:
-        poison = Payload("poison-1", "1", 1_795_000_000.0, {"bad": {1, 2}}, tenant="acme")
-        fine = Payload("fine-1", "1", 1_795_000_000.0, {"good": True})
-        assert system.dispatcher().admit((poison, fine)) == 2
+        poison = Collection("poison", "1", 1_795_000_000.0, ({"bad": {1, 2}},), tenant="acme")
+        fine = Collection("fine", "1", 1_795_000_000.0, ({"good": True},))
+        assert system.dispatcher().admit(poison) == 1
+        assert system.dispatcher().admit(fine) == 1
         wait_for(lambda: system.ledger.snapshot().outstanding == 0, timeout=20)
     finally:
         system.drain(5)
@@ -187,9 +187,9 @@ def test_a_poison_payload_is_dead_lettered_in_s3_with_why(sink: S3Sink, tmp_path
     envelope = orjson.loads(sink.objects[errors[0]].body)
     assert envelope["attempts"] == 3 and "poison message: crashed 3 times" in envelope["error"]
     assert "bad" in envelope["raw"]  # as received, even though JSON cannot encode it
-    assert envelope["payload_id"] == "poison-1" and envelope["failed_at"].endswith("Z")
+    assert envelope["payload_id"] == "poison-0" and envelope["failed_at"].endswith("Z")
     assert spool.files() == []  # S3 took it: the local disk is not needed
-    assert any(k.endswith("fine-1.json") for k in sink.objects)
+    assert any(k.endswith("fine-0.json") for k in sink.objects)
 
 
 def test_an_idempotency_key_reused_by_another_client_or_for_other_data_loses_nothing(

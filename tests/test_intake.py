@@ -9,6 +9,7 @@ import threading
 import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -54,9 +55,11 @@ class Recorder:
         return len(documents)
 
 
-def client_for(recorder: Recorder, **overrides: Any) -> falcon.testing.TestClient:
+def client_for(
+    make_app: Callable[..., Any], recorder: Recorder, **overrides: Any
+) -> falcon.testing.TestClient:
     options = {"ingest_tokens": TOKENS, "max_body_bytes": 2 << 20, **overrides}
-    return falcon.testing.TestClient(create_app(recorder, Settings(**options)))
+    return falcon.testing.TestClient(make_app(recorder, Settings(**options)))
 
 
 def ndjson(docs: list[dict]) -> bytes:
@@ -72,9 +75,9 @@ COMPRESS = {
 
 
 @pytest.mark.parametrize("encoding", sorted(COMPRESS))
-def test_compressed_json_and_ndjson_bodies_are_accepted(encoding: str) -> None:
+def test_compressed_json_and_ndjson_bodies_are_accepted(make_app, encoding: str) -> None:
     recorder = Recorder()
-    client = client_for(recorder)
+    client = client_for(make_app, recorder)
     body = orjson.dumps({"version": "1", "token": "k-globex", "data": DOCS})
     answer = client.simulate_post(
         "/payloads",
@@ -96,8 +99,8 @@ def test_compressed_json_and_ndjson_bodies_are_accepted(encoding: str) -> None:
     assert recorder.got == [("1", DOCS, "globex"), ("2.0", DOCS, "acme")]
 
 
-def test_a_plain_body_labelled_gzip_is_a_400_and_an_unknown_encoding_a_415() -> None:
-    client = client_for(Recorder())
+def test_a_plain_body_labelled_gzip_is_a_400_and_an_unknown_encoding_a_415(make_app) -> None:
+    client = client_for(make_app, Recorder())
     body = orjson.dumps({"version": "1", "token": "k-acme", "data": DOCS})
     answer = client.simulate_post(
         "/payloads",
@@ -113,12 +116,12 @@ def test_a_plain_body_labelled_gzip_is_a_400_and_an_unknown_encoding_a_415() -> 
     assert answer.status_code == 415 and "'br' is not supported" in answer.json["message"]
 
 
-def test_a_decompression_bomb_gets_413_in_bounded_memory() -> None:
+def test_a_decompression_bomb_gets_413_in_bounded_memory(make_app) -> None:
     zeros = bytes(1 << 20)
     packer = zlib.compressobj(9, wbits=31)
     bomb = b"".join(packer.compress(zeros) for _ in range(1024)) + packer.flush()  # 1 GiB
     assert len(bomb) < 1_100_000
-    client = client_for(Recorder())
+    client = client_for(make_app, Recorder())
     tracemalloc.start()
     try:
         answer = client.simulate_post(
@@ -171,9 +174,9 @@ def test_a_bad_bearer_token_is_refused_before_the_body_is_read(size: int) -> Non
     assert stream.read_bytes == 0  # the body was not read: a 401 costs the same for any size
 
 
-def test_header_and_body_tokens_must_agree_and_ndjson_needs_the_header() -> None:
+def test_header_and_body_tokens_must_agree_and_ndjson_needs_the_header(make_app) -> None:
     recorder = Recorder()
-    client = client_for(recorder)
+    client = client_for(make_app, recorder)
     body = orjson.dumps({"version": "1", "token": "k-globex", "data": DOCS})
     headers = {"Content-Type": "application/json"}
     agree = client.simulate_post(
@@ -194,9 +197,9 @@ def test_header_and_body_tokens_must_agree_and_ndjson_needs_the_header() -> None
     assert len(recorder.got) == 1
 
 
-def test_ndjson_errors_name_the_line_or_the_version() -> None:
+def test_ndjson_errors_name_the_line_or_the_version(make_app) -> None:
     recorder = Recorder()
-    client = client_for(recorder)
+    client = client_for(make_app, recorder)
     headers = {"Content-Type": "application/x-ndjson", "Authorization": "Bearer plain-token"}
     bad = client.simulate_post(
         "/payloads", params={"version": "1"}, body=b'{"a":1}\n\n[1,2]\n', headers=headers
@@ -226,9 +229,9 @@ def test_ndjson_errors_name_the_line_or_the_version() -> None:
     assert ok.status_code == 202 and recorder.got == [("1", [{"a": 1}, {"b": 2}], None)]
 
 
-def test_a_rotated_token_is_the_same_tenant() -> None:
+def test_a_rotated_token_is_the_same_tenant(make_app) -> None:
     recorder = Recorder()
-    client = client_for(recorder)
+    client = client_for(make_app, recorder)
     for token in ("k-acme", "k-acme-next"):
         answer = client.simulate_post(
             "/payloads",
@@ -240,9 +243,11 @@ def test_a_rotated_token_is_the_same_tenant() -> None:
     assert [tenant for _, _, tenant in recorder.got] == ["acme", "acme"]
 
 
-def test_over_the_tenant_rate_is_a_429_with_retry_after() -> None:
+def test_over_the_tenant_rate_is_a_429_with_retry_after(make_app) -> None:
     recorder = Recorder()
-    client = client_for(recorder, tenant_rate=10.0, tenant_burst=4, max_payloads_per_request=4)
+    client = client_for(
+        make_app, recorder, tenant_rate=10.0, tenant_burst=4, max_payloads_per_request=4
+    )
     headers = {"Content-Type": "application/x-ndjson", "Authorization": "Bearer k-acme"}
     first = client.simulate_post(
         "/payloads",
@@ -298,11 +303,15 @@ ndjson_docs = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(docs=ndjson_docs, encoding=st.sampled_from(["gzip", "deflate", "zstd", "identity"]))
-def test_any_ndjson_body_compressed_any_way_arrives_as_sent(docs, encoding) -> None:
+def test_any_ndjson_body_compressed_any_way_arrives_as_sent(make_app, docs, encoding) -> None:
     recorder = Recorder()
-    client = client_for(recorder)
+    client = client_for(make_app, recorder)
     raw = ndjson(docs)
     body = raw if encoding == "identity" else COMPRESS[encoding](raw)
     answer = client.simulate_post(
@@ -319,10 +328,12 @@ def test_any_ndjson_body_compressed_any_way_arrives_as_sent(docs, encoding) -> N
     assert recorder.got == [("1", docs, "acme")]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(garbage=st.binary(max_size=200), encoding=st.sampled_from(["gzip", "deflate", "zstd"]))
-def test_garbage_labelled_compressed_is_a_4xx_never_a_5xx(garbage, encoding) -> None:
-    answer = client_for(Recorder()).simulate_post(
+def test_garbage_labelled_compressed_is_a_4xx_never_a_5xx(make_app, garbage, encoding) -> None:
+    answer = client_for(make_app, Recorder()).simulate_post(
         "/payloads",
         params={"version": "1"},
         body=garbage,
@@ -409,15 +420,15 @@ def test_a_flooding_tenant_leaves_the_other_its_posts(sink: S3Sink, tmp_path) ->
     assert any(key.startswith("payloads/tenant=acme/dt=") for key in keys)
 
 
-def test_a_json_body_may_leave_its_token_to_the_header() -> None:
+def test_a_json_body_may_leave_its_token_to_the_header(make_app) -> None:
     recorder = Recorder()
-    answer = client_for(recorder).simulate_post(
+    answer = client_for(make_app, recorder).simulate_post(
         "/payloads",
         body=orjson.dumps({"version": "1", "data": DOCS}),
         headers={"Content-Type": "application/json", "Authorization": "Bearer k-globex"},
     )
     assert answer.status_code == 202 and recorder.got == [("1", DOCS, "globex")]
-    missing = client_for(recorder).simulate_post(
+    missing = client_for(make_app, recorder).simulate_post(
         "/payloads",
         body=orjson.dumps({"version": "1", "data": DOCS}),
         headers={"Content-Type": "application/json"},
@@ -425,9 +436,9 @@ def test_a_json_body_may_leave_its_token_to_the_header() -> None:
     assert missing.status_code == 400 and missing.json["field"] == "token"
 
 
-def test_without_ingest_tokens_another_auth_scheme_is_not_ours_to_refuse() -> None:
+def test_without_ingest_tokens_another_auth_scheme_is_not_ours_to_refuse(make_app) -> None:
     recorder = Recorder()
-    client = falcon.testing.TestClient(create_app(recorder, Settings()))
+    client = falcon.testing.TestClient(make_app(recorder, Settings()))
     answer = client.simulate_post(
         "/payloads",
         body=orjson.dumps({"version": "1", "token": "t", "data": DOCS}),
@@ -436,9 +447,11 @@ def test_without_ingest_tokens_another_auth_scheme_is_not_ours_to_refuse() -> No
     assert answer.status_code == 202
 
 
-def test_a_refused_collection_gives_its_rate_back() -> None:
+def test_a_refused_collection_gives_its_rate_back(make_app) -> None:
     recorder = Recorder()
-    client = client_for(recorder, tenant_rate=0.001, tenant_burst=4, max_payloads_per_request=4)
+    client = client_for(
+        make_app, recorder, tenant_rate=0.001, tenant_burst=4, max_payloads_per_request=4
+    )
     headers = {"Content-Type": "application/x-ndjson", "Authorization": "Bearer k-acme"}
     recorder.refuse = TENANT_FULL
     for _ in range(3):  # refused by the share each time: the rate is not used up

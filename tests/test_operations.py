@@ -42,8 +42,14 @@ def test_metrics_add_up_across_processes(sink, tmp_path, server: str) -> None:
         wait_for(lambda: sink.payload_count() == 120, timeout=20)
 
         def scraped() -> str:
+            """Every count in: per-request counts of the other process are saved once a
+            second (its own are live)."""
             text = requests.get(service.url + "/metrics", timeout=5).text
-            return text if metric(text, "mailroom_uploaded_payloads_total") == 120 else ""
+            settled = (
+                metric(text, "mailroom_uploaded_payloads_total") == 120
+                and metric(text, "mailroom_payloads_accepted_total", 'tenant="none"') == 120
+            )
+            return text if settled else ""
 
         text = wait_for(scraped, timeout=10, interval=0.2)
         assert metric(text, "mailroom_payloads_accepted_total", 'tenant="none"') == 120

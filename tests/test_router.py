@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors import ActorSystem, Payload, Refused
-from tests.support import BrokenSpool, GatedStore, wait_for
-
-_ids = itertools.count()
+from actors import ActorSystem, Collection, Refused
+from tests.support import BrokenSpool, GatedStore, collection, wait_for
 
 
-def payloads(*documents: dict[str, Any]) -> tuple[Payload, ...]:
-    return tuple(Payload(f"p{next(_ids)}", "1", 0.0, doc) for doc in documents)
+def payloads(*documents: dict[str, Any]) -> Collection:
+    return collection(*documents)
 
 
 def depths(system: ActorSystem) -> list[int]:
@@ -43,7 +40,7 @@ def test_payloads_are_spread_round_robin(store: GatedStore, tmp_path: Path) -> N
     batch = payloads(*({"n": i} for i in range(12)))
     assert system.dispatcher().admit(batch) == 12
     wait_for(lambda: len(store.saved) == 12, timeout=5)
-    threads = [store.thread_of[f"1/{p.id}"] for p in batch]
+    threads = [store.thread_of[f"1/{p.id}"] for p in batch.payloads]
     assert len(set(threads[:4])) == 4
     assert threads[4:8] == threads[:4]
     assert threads[8:] == threads[:4]
@@ -69,9 +66,9 @@ def test_a_full_mailbox_is_skipped_for_the_next_with_room(
 
     extra = payloads({"n": 1}, {"n": 2})
     assert system.dispatcher().admit(extra) == 2
-    wait_for(lambda: all(f"1/{p.id}" in store.saved for p in extra), timeout=5)
-    middle = store.thread_of[f"1/{extra[0].id}"]
-    assert store.thread_of[f"1/{extra[1].id}"] == middle
+    wait_for(lambda: all(f"1/{p.id}" in store.saved for p in extra.payloads), timeout=5)
+    middle = store.thread_of[f"1/{extra.payloads[0].id}"]
+    assert store.thread_of[f"1/{extra.payloads[1].id}"] == middle
     assert depths(system) == [2, 0, 2]
 
 
@@ -99,8 +96,8 @@ def test_a_collection_too_big_for_the_room_left_is_refused_whole_and_never_lands
     wait_for(lambda: depths(system) == [3, 3], timeout=5)
     store.open_all()
     wait_for(lambda: system.ledger.snapshot().outstanding == 0, timeout=10)
-    assert not {f"1/{p.id}" for p in too_many} & set(store.saved)
-    assert {f"1/{p.id}" for p in just_fits} <= set(store.saved)
+    assert not {f"1/{p.id}" for p in too_many.payloads} & set(store.saved)
+    assert {f"1/{p.id}" for p in just_fits.payloads} <= set(store.saved)
 
 
 def test_dispatcher_refuses_when_every_mailbox_is_full(store: GatedStore, tmp_path: Path) -> None:

@@ -18,11 +18,12 @@ def test_defaults_work_out_of_the_box() -> None:
     assert settings.s3_prefix == "payloads/"
 
 
-def test_request_threads_default_per_server_and_can_be_set() -> None:
-    assert Settings.from_env({}).threads == 1024  # granian: slow bodies each hold a thread
+def test_waitress_request_threads_default_and_can_be_set() -> None:
     assert Settings.from_env({"SERVER": "waitress"}).threads == 8
-    assert Settings.from_env({"WEB_THREADS": "4"}).threads == 4
     assert Settings.from_env({"SERVER": "waitress", "WEB_THREADS": "32"}).threads == 32
+    assert Settings.from_env({"BODY_TIMEOUT": "7.5"}).body_timeout == 7.5
+    with pytest.raises(ConfigError, match="BODY_TIMEOUT"):
+        Settings.from_env({"BODY_TIMEOUT": "0"})
     with pytest.raises(ConfigError, match="WEB_THREADS"):
         Settings.from_env({"WEB_THREADS": "0"})
 

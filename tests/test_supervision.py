@@ -4,7 +4,6 @@ checks, payload by payload, that what was admitted landed or was spooled, once."
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +11,16 @@ from typing import Any
 
 import pytest
 
-from actors import ActorSystem, Payload, Refused
+from actors import ActorSystem, Collection, Payload, Refused
 from actors.retry import RestartPolicy
 from store.spool import DeadLetterSpool
-from tests.support import ANYWHERE, GatedStore, wait_for
+from tests.support import ANYWHERE, GatedStore, collection, wait_for
 
-_ids = itertools.count()
 FAST = RestartPolicy(max_restarts=5, period=60, backoff_base=0.01, backoff_cap=0.05)
 
 
-def payloads(*documents: dict[str, Any]) -> tuple[Payload, ...]:
-    return tuple(Payload(f"s{next(_ids)}", "1", 0.0, doc) for doc in documents)
+def payloads(*documents: dict[str, Any]) -> Collection:
+    return collection(*documents)
 
 
 def key(payload: Payload) -> str:
@@ -73,10 +71,10 @@ def test_a_crashed_uploader_restarts_with_its_mailbox_and_everything_it_held(
     wait_for(lambda: system.ledger.snapshot().depths == (4,), timeout=5)
     store.gate("g").set()
 
-    everything = held + crasher + behind
+    everything = [*held.payloads, *crasher.payloads, *behind.payloads]
     wait_for(lambda: len(store.saved) == len(everything), timeout=10)
     assert set(store.saved) == {key(p) for p in everything}
-    assert store.seen[key(crasher[0])] == 2  # crashed once, landed when redone
+    assert store.seen[key(crasher.payloads[0])] == 2  # crashed once, landed when redone
     assert system.uploaders[0] is uploader and uploader.is_alive()  # same actor, same mailbox
     assert spool.files() == []
     assert system.ledger.snapshot().outstanding == 0
@@ -97,12 +95,12 @@ def test_a_poison_message_is_spooled_after_three_crashes_and_the_rest_lands(
     assert system.dispatcher().admit(batch) == 8
 
     wait_for(lambda: spool.files() and len(store.saved) == 7, timeout=10)
-    assert set(store.saved) == {key(p) for p in batch[1:]}
+    assert set(store.saved) == {key(p) for p in batch.payloads[1:]}
     # Encoding it is what crashes, so it is spooled raw, under its own prefix.
-    assert spooled_keys(spool) == [f"unencodable/{batch[0].id}.json"]
-    assert store.seen[key(batch[0])] == 4  # three crashes, and the try before spooling it raw
+    assert spooled_keys(spool) == [f"unencodable/{batch.payloads[0].id}.json"]
+    assert store.seen[key(batch.payloads[0])] == 4  # three crashes, and a try before spooling
     poison = events(caplog, "poison_message")
-    assert [r.payload for r in poison] == [batch[0].id]
+    assert [r.payload for r in poison] == [batch.payloads[0].id]
     assert all(ref.is_alive() for ref in system.uploaders)
     assert system.dispatcher().admit(payloads({"n": 9})) == 1  # the slot carries on
 
@@ -115,7 +113,7 @@ def test_intensity_exceeded_escalates_and_the_root_restarts_the_level(store, spo
     assert system.dispatcher().admit(crasher) == 2
 
     wait_for(lambda: len(store.saved) == 2, timeout=10)
-    assert store.seen[key(crasher[0])] == 4
+    assert store.seen[key(crasher.payloads[0])] == 4
     assert [r.supervisor for r in events(caplog, "escalated")] == ["uploaders"]
     assert len(events(caplog, "level_restarted")) == 1
     assert exhausted == [] and system.gave_up is None
@@ -135,7 +133,8 @@ def test_when_the_root_gives_up_the_process_stops_admitting_and_spools_what_it_h
     assert "uploaders crashed" in exhausted[0]
     wait_for(lambda: system.ledger.snapshot().outstanding == 0, timeout=10)
     # The crasher cannot be encoded, so it is spooled raw; the payload behind it as it is.
-    assert sorted(spooled_keys(spool)) == [key(crasher[1]), f"unencodable/{crasher[0].id}.json"]
+    raw = f"unencodable/{crasher.payloads[0].id}.json"
+    assert sorted(spooled_keys(spool)) == [key(crasher.payloads[1]), raw]
     assert store.saved == {}
     with pytest.raises(Refused, match="shutting down"):
         system.dispatcher().admit(payloads({"n": 2}))
@@ -153,6 +152,6 @@ def test_what_a_crash_during_shutdown_held_is_spooled_or_landed_never_lost(store
     store.gate("g").set()
     assert system.drain(timeout=5) == 0
 
-    assert set(store.saved) == {key(batch[0]), key(batch[2])}
-    assert spooled_keys(spool) == [f"unencodable/{batch[1].id}.json"]
+    assert set(store.saved) == {key(batch.payloads[0]), key(batch.payloads[2])}
+    assert spooled_keys(spool) == [f"unencodable/{batch.payloads[1].id}.json"]
     assert system.ledger.snapshot().outstanding == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import falcon.testing
@@ -53,10 +54,12 @@ def test_plainly_full_mailboxes_refuse_before_the_body_is_read(client, submitter
     assert submitter.received == []
 
 
+SETTINGS = Settings(max_body_bytes=2048, max_payloads_per_request=5, retry_after_seconds=3)
+
+
 @pytest.fixture
-def client(submitter: FakeSubmitter) -> falcon.testing.TestClient:
-    settings = Settings(max_body_bytes=2048, max_payloads_per_request=5, retry_after_seconds=3)
-    return falcon.testing.TestClient(create_app(submitter, settings))
+def client(submitter: FakeSubmitter, make_app: Callable[..., Any]) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(make_app(submitter, SETTINGS))
 
 
 def post(client: falcon.testing.TestClient, body: Any, **kwargs: Any) -> falcon.testing.Result:
@@ -108,7 +111,10 @@ def test_bad_input_gets_400_naming_the_field(client, submitter, body, field) -> 
     assert submitter.received == []
 
 
-def test_oversized_body_is_refused_from_content_length_before_reading(client) -> None:
+def test_oversized_body_is_refused_from_content_length_before_reading(submitter) -> None:
+    """WSGI: the body's stream is never read. (ASGI: over a real socket, in test_edge.)"""
+    client = falcon.testing.TestClient(create_app(submitter, SETTINGS))
+
     class Unreadable(io.RawIOBase):
         def readable(self) -> bool:
             return True

@@ -17,8 +17,9 @@ def children(pid: int) -> list[int]:
 
 
 def process_tags(sink: S3Sink) -> set[str]:
-    """The 24-hex-digit process tag in each key's id tells which process accepted it."""
-    return {key.rsplit("-", 1)[1][:24] for key in list(sink.objects)}
+    """The 24-hex-digit process tag in each key's id (`{ms}-{collection id}-{index}.json`)
+    tells which process accepted it."""
+    return {key.rsplit("/", 1)[1].split("-")[1][:24] for key in list(sink.objects)}
 
 
 def kill_and_serve_again(

@@ -1,125 +1,66 @@
-"""The access log: one line per answered request at INFO on the `mailroom.access` logger.
+"""The access log: one line per answered request, formatted off the request path.
 
-Fields (JSON keys, or `key=value` in text): `event` ("access"), `method`, `path` (no query
-string), `status`, `bytes` (of the response body), `duration_ms` (time in the app, the body
-read included), `request_id`, and `payloads` for `POST /payloads` once the collection was
-counted (accepted, or refused when the mailboxes were full). Errors are logged like any
-answer: the line is written after Falcon's error handling has set the status. `ACCESS_LOG=false`
-leaves this middleware out; `LOG_LEVEL=WARNING` or above silences it too.
-
-Kept lean: one `isEnabledFor` check and one contextvar reset per request, then one record
-handed straight to the handlers (no `findCaller` stack walk, ~4 us); the formatting and the
-write are the handler's, as for every other line. Measured (one thread, the real app, JSON
-lines): ~20 us of CPU a request written to a file, ~33 us to a pipe, under 1 us when the
-level silences it; under load (granian, 2 workers) about +30 us on ~180 us a request.
+The middleware hands the sink one `AccessRecord` (a tuple: cheap to make) per answer; the
+sink (mailroom.access_log's `AccessLogWriter`) formats many at a time with `access_line`,
+in its own thread, and writes them together. Fields: `event` ("access"), `method`, `path`
+(no query string), `status`, `bytes` (of the response body), `duration_ms` (time in the app,
+the body read included), `request_id`, and `payloads` (with `tenant` when the token was a
+tenant's) for `POST /payloads` once the collection was counted.
 """
 
 from __future__ import annotations
 
-import logging
-from contextvars import ContextVar
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-import falcon
-
-from web.observer import KNOWN_METHODS, HttpObserver
-
-log = logging.getLogger("mailroom.access")
+from web.observer import KNOWN_METHODS
 
 MESSAGE = "%s %s %d in %.2f ms"
 MAX_PATH_CHARS = 256
 MAX_METHOD_CHARS = 32
 
-# The payload count of the request this thread is answering, noted by `NotingPayloads`.
-_payloads: ContextVar[tuple[int, str | None] | None] = ContextVar(
-    "mailroom_access_payloads", default=None
-)
+
+class AccessRecord(NamedTuple):
+    """One answer, as the request left it: nothing formatted yet."""
+
+    time: float  # time.time() when it was answered
+    method: str
+    path: str
+    status: int
+    body_bytes: int | None
+    seconds: float
+    request_id: str
+    payloads: int | None
+    tenant: str | None
 
 
-class NotingPayloads:
-    """Wraps the observer `POST /payloads` reports to, noting its payload count for the line."""
-
-    def __init__(self, observer: HttpObserver) -> None:
-        self._observer = observer
-
-    def request_done(self, method: str, route: str, status: int) -> None:
-        self._observer.request_done(method, route, status)
-
-    def payloads_accepted(self, count: int, tenant: str | None = None) -> None:
-        _payloads.set((count, tenant))
-        self._observer.payloads_accepted(count, tenant)
-
-    def payloads_refused(self, count: int, tenant: str | None = None) -> None:
-        _payloads.set((count, tenant))
-        self._observer.payloads_refused(count, tenant)
+AccessSink = Callable[[AccessRecord], None]
 
 
-class AccessLogMiddleware:
-    """Writes the line in `process_response`. It takes the duration the `ObservingMiddleware`
-    measured (`req.context.duration`) and the request id, so it must come after
-    `RequestIdMiddleware` and before `ObservingMiddleware` in the app's middleware list
-    (Falcon calls `process_response` in reverse order)."""
-
-    def __init__(self, logger: logging.Logger = log) -> None:
-        self._log = logger
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _payloads.set(None)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool
-    ) -> None:
-        logger = self._log
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        context = req.context
-        method = req.method
-        if method not in KNOWN_METHODS:
-            method = _printable(method, MAX_METHOD_CHARS)
-        path = _printable(req.path, MAX_PATH_CHARS)
-        status = int(resp.status_code)
-        seconds = context.get("duration")
-        milliseconds = None if seconds is None else round(seconds * 1000, 3)
-        fields = {
-            "event": "access",
-            "method": method,
-            "path": path,
-            "status": status,
-            "bytes": _body_bytes(req, resp),
-            "duration_ms": milliseconds,
-            "request_id": context.get("request_id"),
-        }
-        noted = _payloads.get()
-        if noted is not None:
-            fields["payloads"], tenant = noted
-            if tenant is not None:
-                fields["tenant"] = tenant
-        record = logger.makeRecord(
-            logger.name,
-            logging.INFO,
-            "",
-            0,
-            MESSAGE,
-            (method, path, status, milliseconds or 0.0),
-            None,
-            extra=fields,
-        )
-        logger.handle(record)
+def access_line(record: AccessRecord) -> tuple[str, dict[str, Any]]:
+    """The line's message and fields, client input kept to one short printable line."""
+    method = record.method
+    if method not in KNOWN_METHODS:
+        method = printable(method, MAX_METHOD_CHARS)
+    path = printable(record.path, MAX_PATH_CHARS)
+    milliseconds = round(record.seconds * 1000, 3)
+    fields: dict[str, Any] = {
+        "event": "access",
+        "method": method,
+        "path": path,
+        "status": record.status,
+        "bytes": record.body_bytes,
+        "duration_ms": milliseconds,
+        "request_id": record.request_id,
+    }
+    if record.payloads is not None:
+        fields["payloads"] = record.payloads
+        if record.tenant is not None:
+            fields["tenant"] = record.tenant
+    return MESSAGE % (method, path, record.status, milliseconds), fields
 
 
-def _body_bytes(req: falcon.Request, resp: falcon.Response) -> int | None:
-    """The size of the body sent: Falcon renders (and keeps) it once; None for a stream."""
-    if req.method == "HEAD":
-        return 0
-    try:
-        data = resp.render_body()
-    except Exception:  # a body that cannot be rendered fails later, where Falcon answers it
-        return None
-    if data is not None:
-        return len(data)
-    return None if resp.stream is not None else 0
-
-
-def _printable(text: str, limit: int) -> str:
+def printable(text: str, limit: int) -> str:
     """Client input, kept to one short line: control characters escaped, length capped."""
     if len(text) <= limit and text.isprintable():
         return text

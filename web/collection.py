@@ -18,8 +18,10 @@ INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
 # orjson turns integers beyond 64 bits into floats and keeps the last of duplicate keys, both
 # silently. A body that may hold either (a run of 19+ digits; a top-level name twice or
 # written with escapes) is parsed again, strictly, by the standard library: rare and exact.
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_SUSPECT_KEYS = (b'"version"', b'"token"', b'"data"')
+# A run of 19 digits is found by mapping every digit to "1" and anything else to " " (one C
+# pass, several times faster than a regular expression) and looking for nineteen "1"s.
+_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NINETEEN_DIGITS = b"1" * 19
 
 
 class InvalidCollection(ValueError):
@@ -89,7 +91,7 @@ def check_version(version: str | None, field: str = "version") -> str:
 def parse_ndjson(body: bytes, *, max_payloads: int) -> list[dict[str, Any]]:
     """One JSON object per line (blank lines skipped); the first bad line refuses them all."""
     data: list[dict[str, Any]] = []
-    strict = _LONG_DIGITS.search(body) is not None
+    strict = _long_digits(body)
     for number, line in enumerate(_lines(body), start=1):
         if not line.strip():
             continue
@@ -131,11 +133,17 @@ def _required_string(document: dict[str, Any], field: str) -> str:
     return value
 
 
+def _long_digits(body: bytes) -> bool:
+    return _NINETEEN_DIGITS in body.translate(_DIGITS_AS_ONES)
+
+
 def _needs_strict_parse(body: bytes) -> bool:
     return (
-        _LONG_DIGITS.search(body) is not None
-        or b"\\u" in body
-        or any(body.count(key) > 1 for key in _SUSPECT_KEYS)
+        b"\\u" in body
+        or body.count(b'"version"') > 1
+        or body.count(b'"token"') > 1
+        or body.count(b'"data"') > 1
+        or _long_digits(body)
     )
 
 

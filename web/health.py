@@ -1,4 +1,4 @@
-"""`GET /healthz`: is this instance worth sending work to, and what does it hold?"""
+"""The probes: `/healthz`, `/livez`, `/readyz`, each guarded by OPS_TOKEN when it is set."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ from typing import Any
 
 import falcon
 
+from web.ops_auth import OpsGuard
+
+Probe = Callable[[], dict[str, Any]]
+
 
 class HealthResource:
     """200 while serving; 503 when draining, when the supervision tree gave up, or when no
     uploader is alive. A spool that cannot be written is reported (`"status": "degraded"`,
     `spool.writable: false`) but still 200: uploads to S3 go on."""
 
-    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, probe: Probe, guard: OpsGuard) -> None:
         self._probe = probe
+        self._guard = guard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._guard.check(req)
         report = self._probe()
         healthy = (
             not report.get("draining")
@@ -34,10 +40,12 @@ class LivenessResource:
     supervision tree gave up (the process is about to exit: restart it). For an orchestrator's
     liveness probe: a draining process must not be killed for being busy."""
 
-    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, probe: Probe, guard: OpsGuard) -> None:
         self._probe = probe
+        self._guard = guard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._guard.check(req)
         report = self._probe()
         alive = not report.get("gave_up")
         resp.status = falcon.HTTP_200 if alive else falcon.HTTP_503
@@ -49,10 +57,12 @@ class ReadinessResource:
     given up, an uploader is alive, S3 takes writes and the spool can be written; otherwise
     503 with every reason, and what waits in the spool (it grows while S3 is unreachable)."""
 
-    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, probe: Probe, guard: OpsGuard) -> None:
         self._probe = probe
+        self._guard = guard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._guard.check(req)
         report = self._probe()
         reasons = []
         if report.get("draining"):

@@ -5,6 +5,9 @@ NDJSON (`Content-Type: application/x-ndjson`, one payload object a line, the ver
 `version` query parameter). Either may be compressed (`Content-Encoding: gzip`, `deflate`,
 `zstd`). The token comes from `Authorization: Bearer <token>`, checked before a byte of the
 body is read, or, in the JSON format, from the body; when both are given they must agree.
+
+Two steps, the same under either server: `head` checks the headers (so 415, 401 and 413 are
+answered before the body is sent), `read` checks the body's bytes once the adapter has them.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import falcon
+import falcon.asgi
 
 from config import Settings
-from web.auth import Client, TokenCheck
+from web.auth import ANYONE, Client, TokenCheck
 from web.collection import InvalidCollection, check_version, parse_collection, parse_ndjson
 from web.decoding import (
     CorruptBody,
@@ -32,9 +36,23 @@ log = logging.getLogger("web.payloads")
 JSON = "application/json"
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonlines")
 UNAUTHORIZED = "token: not accepted"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mailroom"'}
 
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What the headers decided before a byte of the body was read."""
+
+    media_type: str
+    client: Client | None  # None: no Authorization header; the JSON body must name the token
+    content_length: int | None
+    encoding: str | None
+    authorization: str | None
+    idempotency_key: str | None
+    versions: tuple[str, ...]  # the `version` query parameter(s), for NDJSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +64,76 @@ class Submission:
 
 
 class Intake:
-    """Reads and checks one request; every failure is a JSONError naming what is wrong."""
+    """Reads and checks one request; every failure is a JSONError naming what is wrong.
+
+    Works on the request's headers (the same calls on Falcon's WSGI and ASGI requests) and on
+    the body as bytes: the server adapters only differ in how they wait for those bytes.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._tokens = TokenCheck(settings.ingest_tokens)
-        self._max_body = settings.max_body_bytes
+        self.max_body = settings.max_body_bytes
         self._max_decompressed = settings.decompressed_limit
         self._max_payloads = settings.max_payloads_per_request
 
-    def media_type(self, req: falcon.Request) -> str:
+    def head(self, req: falcon.Request | falcon.asgi.Request) -> Head:
+        """Check everything the headers say: 415, 401 and 413 before the body is read."""
+        media_type = self._media_type(req)
+        authorization = req.get_header("Authorization")
+        client = self._header_client(authorization, media_type)
+        length = req.content_length
+        if length is not None and length > self.max_body:
+            raise JSONError(
+                falcon.HTTP_413,
+                "body_too_large",
+                f"body is {length} bytes; at most {self.max_body}",
+            )
+        key = req.get_header("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise JSONError(
+                falcon.HTTP_400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 128 characters of letters, digits and . _ : ~ + "
+                "/ = -",
+                field="Idempotency-Key",
+            )
+        versions = () if media_type == JSON else tuple(req.get_param_as_list("version") or ())
+        return Head(
+            media_type,
+            client,
+            length,
+            req.get_header("Content-Encoding"),
+            authorization,
+            key,
+            versions,
+        )
+
+    def read(self, head: Head, body: bytes) -> Submission:
+        """The body (at most MAX_BODY_BYTES + 1 bytes of it) as a checked submission."""
+        if len(body) > self.max_body:
+            raise JSONError(
+                falcon.HTTP_413, "body_too_large", f"body exceeds {self.max_body} bytes"
+            )
+        body = self._decoded(head.encoding, body)
+        try:
+            if head.media_type == JSON:
+                submission = self._json(body, head.client, head.authorization)
+            else:
+                if len(head.versions) > 1:
+                    raise InvalidCollection("version (query parameter)", "is given more than once")
+                given = head.versions[0] if head.versions else None
+                version = check_version(given, "version (query parameter)")
+                data = parse_ndjson(body, max_payloads=self._max_payloads)
+                submission = Submission(version, data, head.client or ANYONE)
+        except InvalidCollection as error:
+            raise JSONError(
+                falcon.HTTP_400, "invalid_collection", str(error), field=error.field
+            ) from None
+        if head.idempotency_key is None:
+            return submission
+        return replace(submission, idempotency_key=head.idempotency_key)
+
+    def _media_type(self, req: falcon.Request | falcon.asgi.Request) -> str:
         """The body's format, refused with 415 before anything else is read."""
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type != JSON and media_type not in NDJSON:
@@ -70,19 +149,18 @@ class Intake:
             raise JSONError(falcon.HTTP_415, "unsupported_encoding", str(error)) from None
         return media_type
 
-    def header_client(self, req: falcon.Request, media_type: str) -> Client | None:
+    def _header_client(self, header: str | None, media_type: str) -> Client | None:
         """The client named by `Authorization: Bearer`, checked before the body is read.
 
         None when the header is absent and the body may still carry the token (JSON).
         """
-        header = req.get_header("Authorization")
         if header is None:
             if media_type != JSON and self._tokens.enforced:
                 raise JSONError(
                     falcon.HTTP_401,
                     "unauthorized",
                     "an NDJSON body needs Authorization: Bearer <token>",
-                    headers={"WWW-Authenticate": 'Bearer realm="mailroom"'},
+                    headers=CHALLENGE,
                 )
             return None
         scheme, _, token = header.partition(" ")
@@ -95,40 +173,9 @@ class Intake:
                 falcon.HTTP_401,
                 "unauthorized",
                 "Authorization: Bearer <token> not accepted",
-                headers={"WWW-Authenticate": 'Bearer realm="mailroom"'},
+                headers=CHALLENGE,
             )
         return client
-
-    def read(self, req: falcon.Request, media_type: str, client: Client | None) -> Submission:
-        key = req.get_header("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-            raise JSONError(
-                falcon.HTTP_400,
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 128 characters of letters, digits and . _ : ~ + "
-                "/ = -",
-                field="Idempotency-Key",
-            )
-        submission = self._submission(req, media_type, client)
-        return replace(submission, idempotency_key=key) if key else submission
-
-    def _submission(
-        self, req: falcon.Request, media_type: str, client: Client | None
-    ) -> Submission:
-        body = self._decoded(req, self._read_body(req))
-        try:
-            if media_type == JSON:
-                return self._json(body, client, req.get_header("Authorization"))
-            given = req.get_param_as_list("version") or []
-            if len(given) > 1:
-                raise InvalidCollection("version (query parameter)", "is given more than once")
-            version = check_version(given[0] if given else None, "version (query parameter)")
-            data = parse_ndjson(body, max_payloads=self._max_payloads)
-        except InvalidCollection as error:
-            raise JSONError(
-                falcon.HTTP_400, "invalid_collection", str(error), field=error.field
-            ) from None
-        return Submission(version, data, client or Client(None))
 
     def _json(self, body: bytes, client: Client | None, header: str | None) -> Submission:
         collection = parse_collection(
@@ -152,28 +199,9 @@ class Intake:
             )
         return Submission(collection.version, collection.data, client)
 
-    def _read_body(self, req: falcon.Request) -> bytes:
-        """Refuse an oversized body from its Content-Length, before reading a byte of it."""
-        length = req.content_length
-        if length is not None and length > self._max_body:
-            raise JSONError(
-                falcon.HTTP_413,
-                "body_too_large",
-                f"body is {length} bytes; at most {self._max_body}",
-            )
-        # Without a Content-Length (a chunked body) only the raw stream knows where it ends;
-        # reading one byte past the limit is enough to refuse it.
-        stream = req.bounded_stream if length is not None else req.stream
-        body = stream.read(self._max_body + 1)
-        if len(body) > self._max_body:
-            raise JSONError(
-                falcon.HTTP_413, "body_too_large", f"body exceeds {self._max_body} bytes"
-            )
-        return body
-
-    def _decoded(self, req: falcon.Request, body: bytes) -> bytes:
+    def _decoded(self, encoding: str | None, body: bytes) -> bytes:
         try:
-            return decode(body, req.get_header("Content-Encoding"), self._max_decompressed)
+            return decode(body, encoding, self._max_decompressed)
         except DecompressedTooLarge as error:
             raise JSONError(falcon.HTTP_413, "body_too_large", str(error)) from None
         except CorruptBody as error:

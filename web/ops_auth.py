@@ -1,28 +1,27 @@
 """`OPS_TOKEN`: the probes and `/metrics` only for callers with `Authorization: Bearer <token>`.
 
 Both say things about the instance an outsider should not read (load, spool size, pids); with
-no OPS_TOKEN set they stay open, as load balancers and scrapers expect by default.
+no OPS_TOKEN set they stay open, as load balancers and scrapers expect by default. Checked by
+the guarded resources themselves, so a refused call is counted under its route.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import falcon
 
 from web.auth import TokenCheck
 from web.errors import JSONError
 
-GUARDED = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 
-
-class OpsTokenMiddleware:
+class OpsGuard:
     def __init__(self, tokens: tuple[str, ...] | None) -> None:
         self._check = TokenCheck(tokens, tenants=False)
 
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
-    ) -> None:
-        # After routing, so a refused call is counted under its route, not as "unmatched".
-        if not self._check.enforced or req.uri_template not in GUARDED:
+    def check(self, req: Any) -> None:
+        """Raise 401 unless OPS_TOKEN is unset or the caller sent one of its tokens."""
+        if not self._check.enforced:
             return
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not self._check.accepts(token.strip()):

@@ -1,34 +1,44 @@
-"""Request ids: honour the caller's X-Request-ID or make one, echo it, put it in the logs."""
+"""Request ids, and the record of the request being answered (for the logs and metrics).
+
+The caller's X-Request-ID is honoured if it is short and plain, or one is made; it is echoed
+back and carried by every log line written while the request is answered.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import re
-import uuid
+from dataclasses import dataclass
 
-import falcon
+from actors.ids import new_id
 
 HEADER = "X-Request-ID"
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request on its way through the app: who it is and what it carried."""
+
+    request_id: str
+    started: float
+    payloads: int | None = None  # the collection's count, once it was read
+    tenant: str | None = None
+
+
+current_request: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar(
+    "mailroom_request", default=None
 )
 
 
-class RequestIdMiddleware:
-    """A caller's id is kept if it is short and plain; anything else is replaced by a fresh one."""
+def current_request_id() -> str | None:
+    record = current_request.get()
+    return None if record is None else record.request_id
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        given = req.get_header(HEADER)
-        request_id = given if given and _ACCEPTABLE.fullmatch(given) else uuid.uuid4().hex
-        req.context.request_id = request_id
-        req.context.request_id_token = current_request_id.set(request_id)
-        resp.set_header(HEADER, request_id)
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool
-    ) -> None:
-        token = getattr(req.context, "request_id_token", None)
-        if token is not None:
-            current_request_id.reset(token)
+def request_id(given: str | None) -> str:
+    """The caller's id if it is short and plain; otherwise a fresh one (32 hex digits, unique
+    across processes and hosts without a clock or a system call: cheaper than a uuid4)."""
+    if given and _ACCEPTABLE.fullmatch(given):
+        return given
+    return new_id()

@@ -1,0 +1,139 @@
+"""`POST /payloads` under ASGI (granian): the same checks and decisions as the WSGI resource
+(`Intake`, `Admission`), with the waiting done by the event loop.
+
+A body that trickles in holds a coroutine, not a thread, and must arrive whole within
+BODY_TIMEOUT (else 408 and the connection closed). A body cut short by its client (it went
+away before its Content-Length, or before a chunked body's last chunk) is never accepted.
+The headers are decided on before the body is awaited (`HeadersFirst`). ACK_MODE=stored
+waits on a future resolved by the uploaders, never blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from web.admission import Admission, Tracking, skippable
+from web.errors import JSONError
+from web.intake import Head, Intake
+
+
+class BodyWatch:
+    """The request's `receive`, as the app sees it: headers first, and the body's real end.
+
+    Falcon awaits a first body event before it routes a request, and hyper tells a client that
+    sent `Expect: 100-continue` to go on as soon as the body is first awaited: so 413 and 401
+    decided from the headers would come after the client was told to send the body. Falcon
+    gets an empty first event instead, and the body is awaited only when the resource reads
+    it. Falcon's stream also ends a body at a disconnect as if it were complete: `complete`
+    says whether the client sent its end (the last chunk, or all of its Content-Length).
+    """
+
+    __slots__ = ("_receive", "_started", "complete")
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self._started = False
+        self.complete = False
+
+    async def __call__(self) -> dict[str, Any]:
+        if not self._started:
+            self._started = True
+            return {"type": "http.request", "body": b"", "more_body": True}
+        event = await self._receive()
+        if event["type"] == "http.request" and not event.get("more_body"):
+            self.complete = True
+        return event
+
+
+class HeadersFirst:
+    """The ASGI app as the server calls it: each HTTP request's `receive` is a `BodyWatch`,
+    kept in the scope for the resource to ask."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "http":
+            receive = scope["mailroom.body"] = BodyWatch(receive)
+        return self._app(scope, receive, send)
+
+
+class AsyncPayloadsResource:
+    def __init__(self, intake: Intake, admission: Admission, *, body_timeout: float) -> None:
+        self._intake = intake
+        self._admission = admission
+        self._body_timeout = body_timeout
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        admission = self._admission
+        admission.check_open()
+        head = self._intake.head(req)  # 415, 401, 413: the body unread
+        refused = admission.early_refusal(head)
+        if refused is not None:
+            if skippable(head):
+                await self._body(req, head.content_length or 0)
+            raise refused
+        body = await self._body(req, self._intake.max_body + 1)
+        if len(body) <= self._intake.max_body and not _whole(req, head, body):
+            raise JSONError(
+                falcon.HTTP_400,
+                "incomplete_body",
+                "the body ended before it was complete (the client went away); nothing was "
+                "accepted",
+                headers={"Connection": "close"},
+            )
+        submission = self._intake.read(head, body)
+        if admission.stored_wait is None:
+            resp.status = falcon.HTTP_202
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = admission.accept(submission)  # the hot path: no media handler
+            return
+        tracking = admission.track(submission)
+        await _stored(tracking, admission.stored_wait)
+        resp.media = admission.stored_answer(tracking.outcome())
+
+    async def _body(self, req: falcon.asgi.Request, limit: int) -> bytes:
+        """Up to `limit` bytes of the body, within BODY_TIMEOUT."""
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                return await req.stream.read(limit)
+        except TimeoutError:
+            raise JSONError(
+                falcon.HTTP_408,
+                "body_timeout",
+                f"the body did not arrive within BODY_TIMEOUT ({self._body_timeout:g} s); "
+                "nothing was accepted",
+                headers={"Connection": "close"},
+            ) from None
+
+
+def _whole(req: falcon.asgi.Request, head: Head, body: bytes) -> bool:
+    """Whether the client sent the whole body: all of its Content-Length (Falcon stops reading
+    there), or a chunked body's end."""
+    if head.content_length is not None:
+        return len(body) == head.content_length
+    watch = req.scope.get("mailroom.body")
+    return watch is None or watch.complete
+
+
+async def _stored(tracking: Tracking, timeout: float) -> None:
+    """Wait until every payload is in S3 or the spool, or `timeout` passes."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def wake() -> None:  # in the thread that settled the last payload
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(resolve)
+
+    tracking.when_done(wake)
+    with contextlib.suppress(TimeoutError):  # the answer says what is confirmed and what not
+        await asyncio.wait_for(done, timeout)
