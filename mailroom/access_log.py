@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from web.access_log import AccessRecord, access_line
+from web.access_log import AccessRecord, access_line, shown
 
 LOGGER = "mailroom.access"
 FLUSH_SECONDS = 0.5
@@ -50,6 +50,7 @@ class AccessLogWriter:
         self._writing = threading.Lock()  # one flush at a time keeps the lines in order
         self._pid = os.getpid()
         self._second: tuple[int, str] = (-1, "")
+        self._millis: tuple[int, str] = (-1, "")
         self._stop = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_every, args=(flush_seconds,), name="access-log", daemon=True
@@ -80,22 +81,37 @@ class AccessLogWriter:
                 self.flush()
 
     def _format(self, record: AccessRecord) -> bytes:
-        message, fields = access_line(record)
-        stamp = f"{self._clock(record.time)},{int(record.time * 1000) % 1000:03d}"
+        stamp = self._stamp(record.time)
         if self._text:
-            shown = " ".join(
+            message, fields = access_line(record)
+            shown_fields = " ".join(
                 f"{k}={v}" for k, v in fields.items() if k != "event" and v is not None
             )
-            return f"{stamp} INFO {LOGGER}: {message} {shown}\n".encode()
-        line = {
-            "time": stamp,
-            "level": "INFO",
-            "logger": LOGGER,
-            "message": message,
-            "process": self._pid,
-            **fields,
-        }
-        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+            return f"{stamp} INFO {LOGGER}: {message} {shown_fields}\n".encode()
+        # What the logging handler writes (python-json-logger: its fields, then ours), filled
+        # into a template: the strings that come from the client are escaped; the rest
+        # (numbers, the clock, ids and tenant names of a fixed alphabet) cannot need it.
+        method, path, milliseconds = shown(record)
+        method, path = _escaped(method), _escaped(path)
+        extra = ""
+        if record.payloads is not None:
+            extra = f',"payloads":{record.payloads}'
+            if record.tenant is not None:
+                extra += f',"tenant":"{record.tenant}"'
+        size = "null" if record.body_bytes is None else record.body_bytes
+        return (
+            f'{{"time":"{stamp}","level":"INFO","logger":"{LOGGER}","message":"{method} {path} '
+            f'{record.status} in {milliseconds:.2f} ms","process":{self._pid},"event":"access",'
+            f'"method":"{method}","path":"{path}","status":{record.status},"bytes":{size},'
+            f'"duration_ms":{milliseconds!r},"request_id":"{record.request_id}"{extra}}}\n'
+        ).encode()
+
+    def _stamp(self, now: float) -> str:
+        """The time as the logging formatter writes it, remade once a millisecond."""
+        millis = int(now * 1000)
+        if self._millis[0] != millis:
+            self._millis = (millis, f"{self._clock(now)},{millis % 1000:03d}")
+        return self._millis[1]
 
     def _clock(self, now: float) -> str:
         """The date and time to the second, as the logging formatter writes it."""
@@ -103,6 +119,13 @@ class AccessLogWriter:
         if self._second[0] != second:
             self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
         return self._second[1]
+
+
+def _escaped(text: str) -> str:
+    """A string's JSON form without its quotes (the access log's strings are printable)."""
+    if '"' in text or "\\" in text:
+        return orjson.dumps(text).decode()[1:-1]
+    return text
 
 
 def _stderr(data: bytes) -> None:

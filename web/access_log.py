@@ -37,13 +37,18 @@ class AccessRecord(NamedTuple):
 AccessSink = Callable[[AccessRecord], None]
 
 
-def access_line(record: AccessRecord) -> tuple[str, dict[str, Any]]:
-    """The line's message and fields, client input kept to one short printable line."""
+def shown(record: AccessRecord) -> tuple[str, str, float]:
+    """Method, path and milliseconds as the line shows them: client input kept to one short
+    printable line."""
     method = record.method
     if method not in KNOWN_METHODS:
         method = printable(method, MAX_METHOD_CHARS)
-    path = printable(record.path, MAX_PATH_CHARS)
-    milliseconds = round(record.seconds * 1000, 3)
+    return method, printable(record.path, MAX_PATH_CHARS), round(record.seconds * 1000, 3)
+
+
+def access_line(record: AccessRecord) -> tuple[str, dict[str, Any]]:
+    """The line's message and fields."""
+    method, path, milliseconds = shown(record)
     fields: dict[str, Any] = {
         "event": "access",
         "method": method,
