@@ -103,6 +103,14 @@ class OpenBatches:
         group = collection.group
         opened: list[Batch] = []
         sealed: list[Batch] = []
+        batch = self._open.get(group)
+        if batch is not None:  # the common case: all of it fits in the open batch
+            grown = batch.nbytes + sum(map(len, lines)) + len(lines)
+            if len(batch.lines) + len(lines) < limits.max_payloads and grown < limits.max_bytes:
+                batch.lines += lines
+                batch.parts.append(Part(collection, start, start + len(lines)))
+                batch.nbytes = grown
+                return opened, sealed
         done, end = 0, len(lines)
         while done < end:
             batch = self._open.get(group)

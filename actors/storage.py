@@ -3,6 +3,7 @@ fakes in tests. The actors see only these protocols, never boto3 or the file sys
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,6 +12,10 @@ from store import S3Object
 
 class PayloadStore(Protocol):
     def encode(self, document: Any) -> bytes: ...
+
+    def encode_all(self, documents: Sequence[Any]) -> list[bytes]:
+        """Each document as `encode` would make it (one call for a collection's)."""
+        ...
 
     def object_for(
         self,

@@ -91,15 +91,13 @@ class Uploader:
     def _collect(self, unit: Unit) -> None:
         """Encode the unit's payloads as lines into the open batch of their tenant and version."""
         ((collection, start, stop),) = unit.parts  # a collection, or one of its payloads
-        documents = collection.documents
-        encode = self._delivery.store.encode
+        documents = collection.documents[start:stop]
         if self._limits.line_ids:
-            lines = [
-                encode({"id": payload.idempotent_id or payload.id, "payload": payload.document})
+            documents = tuple(
+                {"id": payload.idempotent_id or payload.id, "payload": payload.document}
                 for payload in map(Payload, [collection] * (stop - start), range(start, stop))
-            ]
-        else:
-            lines = [encode(documents[index]) for index in range(start, stop)]
+            )
+        lines = self._delivery.store.encode_all(documents)
         opened, sealed = self._open.add(collection, start, lines)
         self._in_flight = None  # in a batch now: held there, not twice
         for batch in opened:

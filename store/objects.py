@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ class S3Object:
 
 def encode_document(document: Any) -> bytes:
     return orjson.dumps(document)
+
+
+def encode_documents(documents: Sequence[Any]) -> list[bytes]:
+    dumps = orjson.dumps
+    return [dumps(document) for document in documents]
 
 
 def encode_raw(document: Any) -> str:

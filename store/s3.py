@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -12,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from store.direct_put import DirectPut, PutFailed, PutRejected
 from store.keys import ObjectKey
-from store.objects import S3Object, encode_batch, encode_document, encode_raw
+from store.objects import S3Object, encode_batch, encode_document, encode_documents, encode_raw
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -118,6 +119,9 @@ class S3Store:
 
     def encode(self, document: Any) -> bytes:
         return encode_document(document)
+
+    def encode_all(self, documents: Sequence[Any]) -> list[bytes]:
+        return encode_documents(documents)
 
     def batch_object(
         self,

@@ -64,6 +64,9 @@ class RecordingStore:
     def encode(self, document: Any) -> bytes:
         return orjson.dumps(document)
 
+    def encode_all(self, documents: Any) -> list[bytes]:
+        return [self.encode(document) for document in documents]
+
     def object_for(
         self,
         document: Any,
