@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gzip
 import socket
 import sys
 
@@ -28,7 +29,7 @@ S3_VARIABLES = (
 READS = {
     "serve": "PORT, HOST, SERVER, WEB_CONCURRENCY, WEB_THREADS, MAX_WORKERS, MAX_QUEUE, "
     "ACK_MODE, INGEST_TOKENS, OPS_TOKEN, SPOOL_DIR, SHUTDOWN_TIMEOUT, S3_CHECK, ACCESS_LOG, "
-    "BATCH_*, LOG_LEVEL, LOG_FORMAT and the rest of README's Configuration table; " + S3_VARIABLES,
+    "BATCH_*, LOG_LEVEL, LOG_FORMAT and the rest of docs/configuration.md; " + S3_VARIABLES,
     "list": S3_VARIABLES + ". With no S3_BUCKET it reads the embedded store of a running "
     "`mailroom serve` on this machine.",
     "replay": "SPOOL_DIR, MAX_WORKERS (the default --concurrency), " + S3_VARIABLES,
@@ -131,8 +132,19 @@ def _list(settings: Settings, limit: int, keys_only: bool) -> int:
     keys = handle.store.list_keys(limit=limit)
     print(f"{len(keys)} object(s) shown from {handle.describe()}", file=sys.stderr)
     for key in keys:
-        print(key if keys_only else f"{key}\t{handle.store.read(key).decode()}")
+        print(key if keys_only else f"{key}\t{_shown(handle.store.read(key))}")
     return 0
+
+
+def _shown(body: bytes) -> str:
+    """An object's body as text: gzip undone (batches with BATCH_GZIP); other bytes that are
+    not UTF-8 (a Parquet batch) as their size."""
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return f"<{len(body)} bytes, not text>"
 
 
 def _parser() -> argparse.ArgumentParser:

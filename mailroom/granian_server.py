@@ -54,7 +54,7 @@ def serve_granian(settings: Settings) -> int:
 
     open_spool(settings).prepare()  # a SPOOL_DIR that cannot be written: one line, now
     if not settings.uses_embedded_store:
-        open_store(settings, start_embedded=False)  # no credentials: one line, exit 1, now
+        open_store(settings, start_embedded=False)  # no credentials: one line, exit 2, now
     embedded = share_embedded_store(settings) if settings.uses_embedded_store else None
     log.info(
         "starting granian with %d worker(s) on port %d",

@@ -82,19 +82,21 @@ def test_a_body_slower_than_body_timeout_gets_408_and_its_connection_closed(
     env = sink_env(sink, tmp_path / "spool", SERVER="granian", BODY_TIMEOUT="1")
     service = ServiceProcess(env).start()
     try:
-        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
-            sock.sendall(head(len(BODY)) + BODY[:10])
-            started = time.monotonic()
-            response = b""
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break  # the server closed the connection
-                response += data
-            took = time.monotonic() - started
-        assert response.startswith(b"HTTP/1.1 408"), response[:200]
-        assert orjson.loads(response.partition(b"\r\n\r\n")[2])["error"] == "body_timeout"
-        assert 0.9 < took < 5
+        # Headers and part of the body; headers alone (none of the body); a chunked start.
+        for sent in (head(len(BODY)) + BODY[:10], head(len(BODY)), head(None) + b"5\r\nhello"):
+            with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+                sock.sendall(sent)
+                started = time.monotonic()
+                response = b""
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break  # the server closed the connection
+                    response += data
+                took = time.monotonic() - started
+            assert response.startswith(b"HTTP/1.1 408"), response[:200]
+            assert orjson.loads(response.partition(b"\r\n\r\n")[2])["error"] == "body_timeout"
+            assert 0.9 < took < 5
         # The service is not the worse for it.
         fine = requests.post(
             service.url + "/payloads",

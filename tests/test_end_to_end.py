@@ -166,3 +166,41 @@ def test_with_no_s3_settings_it_serves_into_the_embedded_store() -> None:
     # of granian's (threads, websockets) nor of mailroom's.
     assert "WARNING" not in log and "ERROR" not in log, log
     assert "websocket" not in log.lower() and "seems quite high" not in log, log
+
+
+def test_list_shows_what_gzipped_batches_hold() -> None:
+    s3_port = str(free_port())
+    env = {
+        "EMBEDDED_S3_PORT": s3_port,
+        "S3_BUCKET": "",
+        "AWS_ENDPOINT_URL_S3": "",
+        "BATCH_MAX_PAYLOADS": "10",
+        "BATCH_MAX_WAIT_MS": "50",
+        "BATCH_GZIP": "true",
+    }
+    process = ServiceProcess(env).start()
+    try:
+        answer = requests.post(
+            process.url + "/payloads",
+            json={"version": "2", "token": "t", "data": [{"n": 1}, {"n": 2}]},
+            timeout=5,
+        )
+        assert answer.status_code == 202
+
+        def listed() -> str:
+            result = subprocess.run(
+                [sys.executable, "-m", "mailroom", "list"],
+                cwd=ROOT,
+                env={**process.env},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout if '{"n":2}' in result.stdout else ""
+
+        shown = wait_for(listed, timeout=15, interval=0.5)
+        assert ".ndjson.gz\t" in shown and '{"n":1}\n{"n":2}' in shown
+    finally:
+        code, _ = process.stop()
+    assert code == 0

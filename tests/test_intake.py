@@ -27,7 +27,6 @@ from bench.s3sink import S3Sink
 from config import Settings
 from tests.support import ServiceProcess, sink_env
 from web import create_app
-from web.intake import CHECKED, HeaderValues, Intake
 from web.limits import TenantRates
 
 TOKENS = ("acme:k-acme", "acme:k-acme-next", "globex:k-globex", "plain-token")
@@ -474,41 +473,3 @@ def test_settings_refuse_a_burst_below_one_collection_and_a_bad_endpoint() -> No
         Settings.from_env({"TENANT_RATE": "1", "TENANT_BURST": "5"})
     with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL_S3='notaurl' is not valid"):
         Settings.from_env({"AWS_ENDPOINT_URL_S3": "notaurl"})
-
-
-header_values = st.fixed_dictionaries(
-    {},
-    optional={
-        "Content-Type": st.sampled_from(
-            [
-                "application/json",
-                "application/x-ndjson; charset=utf-8",
-                "text/plain",
-                " Application/JSON ",
-            ]
-        ),
-        "Content-Encoding": st.sampled_from(["gzip", "zstd", "br", "identity", " GZIP"]),
-        "Content-Length": st.sampled_from(["0", "100", str(2 << 20), str((2 << 20) + 1)]),
-        "Authorization": st.sampled_from(
-            ["Bearer k-acme", "Bearer nope", "Basic abc", "bearer  k-globex ", "Bearer"]
-        ),
-    },
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(headers=header_values)
-def test_the_quick_look_at_raw_headers_refuses_what_the_intake_refuses(headers) -> None:
-    """Under granian, a request its headers will get refused is answered before its body is
-    read (web.payloads_async.HeadersFirst): that quick look must agree with the intake."""
-    intake = Intake(Settings(ingest_tokens=TOKENS, max_body_bytes=2 << 20))
-    values = HeaderValues()
-    for name, value in headers.items():
-        setattr(values, CHECKED[name.lower().encode()], value.encode())
-    req = falcon.testing.create_req(method="POST", path="/payloads", headers=headers)
-    try:
-        intake.head(req)
-        refused = False
-    except falcon.HTTPError:
-        refused = True
-    assert intake.refuses(values) == refused

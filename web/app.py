@@ -135,7 +135,7 @@ def create_asgi_app(
     app.add_route("/payloads", payloads)
     for path, resource in _gets(parts, settings, metrics):
         app.add_route(path, AsyncGet(resource, offload=path == "/metrics"))
-    return HeadersFirst(app, parts.intake.refuses)
+    return HeadersFirst(app)
 
 
 def _configure(app: falcon.App, unexpected: Callable[..., Any]) -> None:

@@ -24,7 +24,6 @@ from config import Settings
 from web.auth import ANYONE, Client, TokenCheck
 from web.collection import InvalidCollection, check_version, parse_collection, parse_ndjson
 from web.decoding import (
-    ENCODINGS,
     CorruptBody,
     DecompressedTooLarge,
     UnsupportedEncoding,
@@ -41,28 +40,6 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mailroom"'}
 
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
-
-
-class HeaderValues:
-    """The raw values of the headers `Intake.refuses` looks at (ASGI: bytes, latin-1)."""
-
-    __slots__ = ("authorization", "content_encoding", "content_length", "content_type", "expect")
-
-    def __init__(self) -> None:
-        self.authorization: bytes | None = None
-        self.content_encoding: bytes | None = None
-        self.content_length: bytes | None = None
-        self.content_type: bytes | None = None
-        self.expect: bytes | None = None
-
-
-CHECKED = {  # ASGI header name: HeaderValues attribute
-    b"authorization": "authorization",
-    b"content-encoding": "content_encoding",
-    b"content-length": "content_length",
-    b"content-type": "content_type",
-    b"expect": "expect",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,25 +107,6 @@ class Intake:
             key,
             versions,
         )
-
-    def refuses(self, values: HeaderValues) -> bool:
-        """Whether `head` would refuse a request with these headers (a quick look at the raw
-        values, made before Falcon reads any of the body: see web.payloads_async)."""
-        length = values.content_length
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return True
-        media_type = (values.content_type or b"").split(b";", 1)[0].strip().lower()
-        if media_type != JSON.encode() and media_type.decode("latin-1") not in NDJSON:
-            return True
-        encoding = (values.content_encoding or b"identity").strip().lower().decode("latin-1")
-        if encoding not in ENCODINGS:
-            return True
-        if not self._tokens.enforced:
-            return False
-        if values.authorization is None:
-            return media_type != JSON.encode()  # NDJSON names its client in the header only
-        scheme, _, token = values.authorization.decode("latin-1").partition(" ")
-        return scheme.lower() != "bearer" or self._tokens.identify(token.strip()) is None
 
     def read(self, head: Head, body: bytes) -> Submission:
         """The body (at most MAX_BODY_BYTES + 1 bytes of it) as a checked submission."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -21,32 +20,33 @@ import falcon.asgi
 
 from web.admission import Admission, Tracking, skippable
 from web.errors import JSONError
-from web.intake import CHECKED, Head, HeaderValues, Intake
+from web.intake import Head, Intake
 
 SWEEP_SECONDS = 0.25
 
 
 class BodyWatch:
-    """A request's `receive` as the app sees it, when the body needs watching.
+    """A request's `receive` as the app sees it: the headers first, and the body's real end.
 
-    Falcon awaits a first body event before it routes a request, and hyper tells a client that
-    sent `Expect: 100-continue` to go on as soon as the body is first awaited: so 413 and 401
-    decided from the headers would come after the client was told to send the body. For such
-    a client (`headers_first`) Falcon gets an empty first event, and the body is awaited only
-    when the resource reads it. Falcon's stream also ends a chunked body at a disconnect as if
-    it were complete: `complete` says whether the client sent its last chunk.
+    Falcon awaits a first body event before it routes a request: a client that sent only its
+    headers would hold it there with no deadline, and hyper tells an `Expect: 100-continue`
+    client to send its body as soon as it is awaited, before the app could answer 401 or 413
+    from the headers. So Falcon gets an empty first event, and the body is awaited only when
+    the resource reads it, within BODY_TIMEOUT (`BodyDeadlines`). Falcon's stream also ends a
+    chunked body at a disconnect as if it were complete: `complete` says whether the client
+    sent its last chunk.
     """
 
-    __slots__ = ("_headers_first", "_receive", "complete")
+    __slots__ = ("_receive", "_started", "complete")
 
-    def __init__(self, receive: Any, *, headers_first: bool) -> None:
+    def __init__(self, receive: Any) -> None:
         self._receive = receive
-        self._headers_first = headers_first
+        self._started = False
         self.complete = False
 
     async def __call__(self) -> dict[str, Any]:
-        if self._headers_first:
-            self._headers_first = False
+        if not self._started:
+            self._started = True
             return {"type": "http.request", "body": b"", "more_body": True}
         event = await self._receive()
         if event["type"] == "http.request" and not event.get("more_body"):
@@ -55,31 +55,15 @@ class BodyWatch:
 
 
 class HeadersFirst:
-    """The ASGI app as the server calls it.
+    """The ASGI app as the server calls it: each HTTP request's `receive` is a `BodyWatch`,
+    kept in the scope for the resource to ask."""
 
-    A request with a Content-Length that its headers will not get refused (nearly all) goes
-    straight through: Falcon's first read brings its body, and its end is its length. One
-    that `Expect: 100-continue`, or that the headers refuse (401, 413, 415), is routed on an
-    empty first event, so it is answered before its client sends the body. One without a
-    Content-Length (chunked) is watched for its last chunk.
-    """
-
-    def __init__(self, app: Any, refused_by: Callable[[HeaderValues], bool]) -> None:
+    def __init__(self, app: Any) -> None:
         self._app = app
-        self._refused_by = refused_by
 
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "http":
-            headers = scope["headers"]
-            if not isinstance(headers, list | tuple):  # iterables read once (falcon.testing)
-                headers = scope["headers"] = [(name, value) for name, value in headers]
-            values = HeaderValues()
-            for name, value in headers:
-                if name in CHECKED:
-                    setattr(values, CHECKED[name], value)
-            expects = values.expect is not None and values.expect.lower() == b"100-continue"
-            if expects or values.content_length is None or self._refused_by(values):
-                receive = scope["mailroom.body"] = BodyWatch(receive, headers_first=True)
+            receive = scope["mailroom.body"] = BodyWatch(receive)
         return self._app(scope, receive, send)
 
 
