@@ -66,8 +66,10 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
 # Speed and memory figures: see docs/benchmarks.md. Installs wrk with apt-get if missing.
-bench: BENCH_BASELINE ?= a2ac3f6
+# The baseline: the release before the ASGI edge (issue 17), run beside this tree.
+bench: BENCH_BASELINE ?= 3d9e52a
 bench: $(STAMP)
 	$(BIN)/python -m bench.put_cost
 	$(BIN)/python -m bench.run $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
+	$(BIN)/python -m bench.breakdown
 	$(BIN)/python -m bench.replay
