@@ -2,10 +2,11 @@
 
 Each process takes its tenants' allowance from Redis in blocks (`rates.redis_store`) and spends
 it locally: a decision that the process's held allowance covers makes no round trip. A
-refusal is remembered with the bucket's level, so a flooding tenant is refused locally until
-the fleet's bucket could plausibly hold the collection again, not with a round trip per
-refused request. Only one thread per tenant and process asks Redis at a time; the others wait
-for its answer (at most `timeout`) and then spend what it brought.
+refusal is remembered with the bucket's level, and the process asks again only once the
+bucket could grant a whole block: a tenant flooding over its limit costs each process at most
+one round trip per `block / rate` seconds, not one per refused request. Only one thread per
+tenant and process asks Redis at a time; the others wait for its answer (at most `timeout`)
+and then spend what it brought.
 
 The error this allows: a process never holds more than `block` payloads taken and not spent.
 Over any stretch of T seconds a fleet of P processes therefore accepts at most
@@ -138,10 +139,12 @@ class FleetRates:
             state.held -= payloads
             return 0.0
         if state.level is not None:
+            # Ask again once the bucket could grant a whole block: at most one round trip per
+            # block's worth of time per process while a tenant is over its limit.
             level = state.level + (self._clock() - state.level_at) * self.rate
-            needed = payloads - state.held
-            if level + gcra.EPSILON < needed:
-                return (needed - level) / self.rate
+            enough = max(payloads - state.held, self.block)
+            if level + gcra.EPSILON < enough:
+                return (enough - level) / self.rate
         return None
 
     def _ask(self, tenant: str | None, state: _Tenant, payloads: int, own: int) -> float:
