@@ -1,10 +1,10 @@
 """Per fleet: TENANT_RATE held across every process and host, with few round trips to Redis.
 
 Each process takes its tenants' allowance from Redis in blocks (`rates.redis_store`) and spends
-it locally: a decision that the process's held allowance covers makes no round trip. A
-refusal is remembered with the bucket's level, and the process asks again only once the
-bucket could grant a whole block: a tenant flooding over its limit costs each process at most
-one round trip per `block / rate` seconds, not one per refused request. Only one thread per
+it locally: a decision that the process's held allowance covers makes no round trip. Each
+answer carries the bucket's level, and the process asks again only once the bucket could
+grant a whole block: a tenant at or over its limit costs each process at most one round trip
+per `block / rate` seconds (0.1 s at most), not one per request. Only one thread per
 tenant and process asks Redis at a time; the others wait for its answer (at most `timeout`)
 and then spend what it brought.
 
@@ -35,13 +35,15 @@ from rates.redis_store import RedisBuckets
 
 STORE_ERRORS = (redis.RedisError, OSError)
 CLOSED_WAIT = 1.0  # failing closed: the least Retry-After a refusal carries
-BLOCK_FRACTION = 0.05  # of the burst, per round trip
+BLOCK_FRACTION = 0.05  # of the burst, per round trip ...
+BLOCK_SECONDS = 0.1  # ... and no more than this long at the rate
 MAX_BLOCK = 1000
 
 
-def block_for(burst: int) -> int:
-    """Payloads a process takes per round trip: 5 % of the burst, 1 to 1,000."""
-    return max(1, min(MAX_BLOCK, int(burst * BLOCK_FRACTION)))
+def block_for(rate: float, burst: int) -> int:
+    """Payloads a process takes per round trip: 5 % of the burst and at most 0.1 s at the
+    rate (the same with the default burst, twice the rate), 1 to 1,000."""
+    return max(1, min(MAX_BLOCK, int(min(burst * BLOCK_FRACTION, rate * BLOCK_SECONDS))))
 
 
 @dataclass
@@ -49,7 +51,7 @@ class _Tenant:
     """One tenant's allowance in this process."""
 
     held: int = 0  # taken from Redis, not yet spent; at most the block
-    level: float | None = None  # the fleet's bucket at the last refusal ...
+    level: float | None = None  # the fleet's bucket after the last round trip ...
     level_at: float = 0.0  # ... seen at this (monotonic) time
     refill: threading.Lock = field(default_factory=threading.Lock)  # one round trip at a time
 
@@ -71,7 +73,7 @@ class FleetRates:
     ) -> None:
         self.rate = buckets.rate
         self.burst = buckets.burst
-        self.block = block or block_for(buckets.burst)
+        self.block = block or block_for(buckets.rate, buckets.burst)
         self.buckets = buckets
         self.fallback = fallback
         self.failover = failover
@@ -133,14 +135,12 @@ class FleetRates:
         }
 
     def _locally(self, state: _Tenant, payloads: int) -> float | None:
-        """Under the lock: 0.0 if the held allowance covers it, a wait if the last refusal
-        says the fleet's bucket cannot hold it yet, None if only Redis can tell."""
+        """Under the lock: 0.0 if the held allowance covers it, a wait if the last answer says
+        the fleet's bucket cannot grant a block (or the collection) yet, None to ask Redis."""
         if state.held >= payloads:
             state.held -= payloads
             return 0.0
         if state.level is not None:
-            # Ask again once the bucket could grant a whole block: at most one round trip per
-            # block's worth of time per process while a tenant is over its limit.
             level = state.level + (self._clock() - state.level_at) * self.rate
             enough = max(payloads - state.held, self.block)
             if level + gcra.EPSILON < enough:
@@ -159,12 +159,8 @@ class FleetRates:
             return self._without_store(tenant, payloads)
         self.failover.succeeded()
         with self._lock:
-            if grant.granted:
-                state.level = None
-                excess = self._keep(state, grant.granted - need)
-            else:
-                state.level, state.level_at = grant.level, self._clock()
-                excess = self._keep(state, own)
+            state.level, state.level_at = grant.level, self._clock()
+            excess = self._keep(state, grant.granted - need if grant.granted else own)
         self._return(tenant, excess)
         return 0.0 if grant.granted else grant.wait
 
