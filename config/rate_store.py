@@ -7,10 +7,23 @@ nothing here ever echoes it: `redact` is what logs and `/healthz` show.
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 SCHEMES = ("redis", "rediss")  # rediss: TLS
-FORM = "redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS)"
+FORM = (
+    "redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS), with no timeout or "
+    "retry options in the query (RATE_STORE_TIMEOUT_MS bounds every call)"
+)
+# redis-py lets a URL's query override the client's arguments: these would undo the bound on
+# how long a decision may wait, so they are refused rather than obeyed.
+OVERRIDES = {
+    "socket_timeout",
+    "socket_connect_timeout",
+    "timeout",
+    "retry_on_timeout",
+    "retry_on_error",
+    "health_check_interval",
+}
 
 
 def parse_rate_store(raw: str) -> str:
@@ -28,7 +41,7 @@ def parse_rate_store(raw: str) -> str:
     db = parts.path.strip("/")
     if db and (not db.isdigit() or int(db) > 1_000_000):
         raise ValueError
-    if parts.fragment:
+    if parts.fragment or any(name.lower() in OVERRIDES for name, _ in parse_qsl(parts.query)):
         raise ValueError
     return raw
 

@@ -122,7 +122,15 @@ def test_rate_store_settings() -> None:
     assert settings_.rate_store_timeout_ms == 50
     assert settings_.describe()["rate_store"] == "rediss://:***@cache.example:6380/2"
     assert Settings.from_env({}).rate_store is None
-    for bad in ("http://cache:6379", "redis://", "redis://cache:99999", "redis://cache/x"):
+    tls_options = "rediss://cache:6380/0?ssl_cert_reqs=none"
+    assert Settings.from_env({"RATE_STORE": tls_options}).rate_store == tls_options
+    for bad in (
+        "http://cache:6379",
+        "redis://",
+        "redis://cache:99999",
+        "redis://cache/x",
+        "redis://cache:6379/0?socket_timeout=5",  # would undo RATE_STORE_TIMEOUT_MS
+    ):
         with pytest.raises(ConfigError) as refused:
             Settings.from_env({"RATE_STORE": bad.replace("cache", "s3cret@cache")})
         assert "RATE_STORE is not valid" in str(refused.value)
