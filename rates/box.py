@@ -159,6 +159,7 @@ class BoxRates:
     def _after_fork(self) -> None:
         """A fork may copy a thread lock held by another thread: the child starts afresh."""
         self._locks = [threading.Lock() for _ in range(self._slots)]
+        self._strays = LocalRates(self.rate, self.burst, self._clock)
 
 
 def _read_header(view: mmap.mmap, path: str) -> tuple[int, int]:
