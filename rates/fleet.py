@@ -106,6 +106,17 @@ class FleetRates:
         finally:
             state.refill.release()
 
+    def take_now(self, tenant: str | None, payloads: int) -> float | None:
+        """From the held allowance, the last answer, or the fallback while failing; None when
+        only a round trip can tell (then call `take` off the event loop)."""
+        if self.failover.failing and self.failover.retry_in() > 0:
+            return self._without_store(tenant, payloads)
+        if self.failover.failing:
+            return None  # a retry is due: `take` makes it
+        state = self._tenants.get(tenant) or self._add(tenant)
+        with self._lock:
+            return self._locally(state, payloads)
+
     def give_back(self, tenant: str | None, payloads: int) -> None:
         if self.failover.failing:
             if self.failover.mode == "open":

@@ -25,8 +25,14 @@ class Limiter(Protocol):
         will (nothing taken)."""
         ...
 
+    def take_now(self, tenant: str | None, payloads: int) -> float | None:
+        """`take` when it can answer without a network round trip, else None (nothing taken):
+        an event loop calls this inline and `take` in a thread only when it gets None."""
+        ...
+
     def give_back(self, tenant: str | None, payloads: int) -> None:
-        """Return what `take` took for a collection that was refused anyway (503)."""
+        """Return what `take` took for a collection that was refused anyway (503). The fleet
+        limiter may make one round trip here (to return more than a block): off the loop."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -42,6 +48,9 @@ class NoLimit:
         self.burst = 0
 
     def take(self, tenant: str | None, payloads: int) -> float:
+        return 0.0
+
+    def take_now(self, tenant: str | None, payloads: int) -> float | None:
         return 0.0
 
     def give_back(self, tenant: str | None, payloads: int) -> None:

@@ -302,6 +302,28 @@ def test_most_decisions_make_no_round_trip(redis_server: RedisServer) -> None:
     assert limiter._tenants["acme"].held <= limiter.block
 
 
+def test_take_now_answers_without_a_round_trip_or_says_it_cannot(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """For an event loop: `take_now` never touches the network; None means "call take"."""
+    limiter = fleet_limiter(redis_server.url)  # block 5
+    assert limiter.take_now("acme", 1) is None  # nothing held yet, nothing known
+    assert limiter.take("acme", 1) == 0.0  # the round trip brought a block
+    trips = limiter.failover.round_trips
+    assert [limiter.take_now("acme", 1) for _ in range(4)] == [0.0] * 4
+    assert limiter.take_now("acme", 1) is None  # the block is spent
+    assert limiter.failover.round_trips == trips
+    redis_server.stop()
+    assert limiter.take("acme", 1) == 0.0  # fails open, to the fallback
+    assert limiter.take_now("acme", 1) == 0.0  # failing and not yet due: decided locally
+    assert limiter.failover.round_trips == trips + 1
+    with prepare_box(Settings.from_env(env_for()), str(tmp_path)) as box:
+        box_limiter = limiter_for(Settings.from_env(env_for()), box.env)
+        assert box_limiter.take_now("acme", BURST) == 0.0
+        assert 0 < (box_limiter.take_now("acme", 1) or 0) <= 1 / RATE
+    assert NoLimit().take_now("acme", 10**6) == 0.0
+
+
 def test_a_flooding_tenant_is_refused_mostly_without_round_trips(
     redis_server: RedisServer,
 ) -> None:
