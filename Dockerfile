@@ -17,7 +17,7 @@ RUN pip install -r requirements.txt
 # The app, owned by root and read-only to the user it runs as; compiled now, since that user
 # cannot write __pycache__.
 COPY . .
-RUN python -m compileall -q actors config mailroom store web
+RUN python -m compileall -q actors config mailroom rates store web
 
 RUN groupadd --system --gid 10001 mailroom \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \

@@ -49,6 +49,18 @@ class EnvReader:
             )
         return tokens
 
+    def secret(self, name: str, allowed: str, parse: Callable[[str], str]) -> str | None:
+        """An optional value that may hold a password (a URL): the error never echoes it."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{name} is not valid: expected {allowed} (value not shown: it may hold a password)"
+            ) from None
+
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
         def parse(raw: str) -> float:
             value = float(raw)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from config.rate_store import FORM as RATE_STORE_FORM
+from config.rate_store import parse_rate_store, redact
 from config.reader import ConfigError, EnvReader
 from config.tenants import tenants_of
 
@@ -24,6 +26,8 @@ WAITRESS_THREADS = 8
 ACK_MODES = ("queued", "stored")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# RATE_STORE unreachable: "open" falls back to the per-box limit, "closed" refuses (429).
+RATE_STORE_FAILURES = ("open", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,9 @@ class Settings:
     s3_conditional_writes: bool = True
     batch_line_ids: bool = False
     s3_error_prefix: str = "errors/"
+    rate_store: str | None = None  # redis[s]://...: TENANT_RATE counted for the whole fleet
+    rate_store_failure: str = "open"  # RATE_STORE unreachable: "open" per box, "closed" 429
+    rate_store_timeout_ms: int = 50  # the longest one Redis round trip may take
 
     @property
     def threads(self) -> int:
@@ -143,6 +150,13 @@ class Settings:
             batch_line_ids=reader.boolean("BATCH_LINE_IDS", d.batch_line_ids),
             tenant_burst=reader.integer("TENANT_BURST", 0, minimum=1) or None,
             tenant_share=reader.number("TENANT_SHARE", 0, minimum=0.01, maximum=1) or None,
+            rate_store=reader.secret("RATE_STORE", RATE_STORE_FORM, parse_rate_store),
+            rate_store_failure=reader.choice(
+                "RATE_STORE_FAILURE", d.rate_store_failure, RATE_STORE_FAILURES
+            ),
+            rate_store_timeout_ms=reader.integer(
+                "RATE_STORE_TIMEOUT_MS", d.rate_store_timeout_ms, minimum=1, maximum=10_000
+            ),
             access_log=reader.boolean("ACCESS_LOG", d.access_log),
             max_workers=reader.integer("MAX_WORKERS", d.max_workers, minimum=1, maximum=1024),
             max_queue=reader.integer("MAX_QUEUE", d.max_queue, minimum=1, maximum=10_000_000),
@@ -209,6 +223,7 @@ class Settings:
         shown["ingest_tokens"] = (
             f"{len(self.ingest_tokens)} token(s)" if self.ingest_tokens else "unset: any token"
         )
+        shown["rate_store"] = redact(self.rate_store) if self.rate_store else None
         shown["ops_tokens"] = (
             f"{len(self.ops_tokens)} token(s)"
             if self.ops_tokens
