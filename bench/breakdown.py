@@ -56,7 +56,10 @@ PARTS_BY_FRAME = (
     ("middleware", ("ObservingMiddleware.", "request_id (")),
     ("intake", ("Intake.", "parse_collection", "parse_ndjson", "decode (", "TokenCheck.")),
     ("body read", ("BodyDeadlines.", "BodyWatch.", "HeadersFirst.")),
-    ("admission", ("Admission.", "TenantRates.", "Dispatcher.", "Ledger.")),
+    (
+        "admission",
+        ("Admission.", "LocalRates.", "BoxRates.", "FleetRates.", "Dispatcher.", "Ledger."),
+    ),
     ("router", ("Router.",)),
     ("uploaders", ("Uploader.", "OpenBatches.", "Delivery.", "encode_batch", "Batch.")),
 )

@@ -134,7 +134,7 @@ def report(results: list[Result], duration: int, latency: float, wrk_threads: in
     for r in results:
         for line in targets(r, shares.get(r.scenario.name)):
             print(line)
-    comparisons = against_json(results) + against_baseline(results)
+    comparisons = against_json(results) + against_baseline(results) + rate_store_cost(results)
     if comparisons:
         print()
         for line in comparisons:
@@ -279,3 +279,18 @@ def against_baseline(results: list[Result]) -> list[str]:
 
 
 NO_SLOWER = 0.9
+
+
+def rate_store_cost(results: list[Result]) -> list[str]:
+    """Issue 19: the tenant limit counted in Redis for the fleet, beside the same row counted
+    per box: CPU per request at most 10 % more."""
+    box = next((r for r in results if r.scenario.name.startswith("tenant rate per box")), None)
+    fleet = next((r for r in results if r.scenario.name.startswith("tenant rate per fleet")), None)
+    if box is None or fleet is None:
+        return []
+    extra = fleet.cpu_us_per_request / max(box.cpu_us_per_request, 1e-9) - 1
+    return [
+        f"{verdict_text(extra <= 0.10)} RATE_STORE (Redis) costs at most 10 % more CPU a request "
+        f"than the per-box limit: {fleet.cpu_us_per_request:.0f} vs {box.cpu_us_per_request:.0f}"
+        f" us/req ({extra:+.0%}); req/s {fleet.rps:.0f} vs {box.rps:.0f}"
+    ]

@@ -44,6 +44,7 @@ import requests
 from bench.bodies import GZIP_NDJSON_POST, JSON_POST, TOKEN, Post
 from bench.measure import TreeSampler
 from bench.results import PAYLOADS_PER_REQUEST, SINGLE_DEFAULTS, Result, Scenario, report
+from tests.redis_server import RedisServer
 from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,9 @@ NOT_INHERITED = (
     "ACK_MODE",
     "S3_PUT",
     "S3_PREFIX",
+    "TENANT_RATE",
+    "TENANT_BURST",
+    "RATE_STORE",
 )
 
 
@@ -111,6 +115,12 @@ BATCHED = {
     "BATCH_MAX_WAIT_MS": "250",
     "BATCH_GZIP": "true",
 }
+
+
+RATES_BOX = "tenant rate per box: batched, 2 procs, granian"
+RATES_FLEET = "tenant rate per fleet (Redis): batched, 2 procs, granian"
+NEVER_REFUSING = {"TENANT_RATE": "1000000", "TENANT_BURST": "2000000"}
+REDIS = "@redis"  # replaced by the URL of the Redis server the run starts
 
 
 def mailroom(
@@ -147,6 +157,10 @@ SCENARIOS = [
         post=GZIP_NDJSON_POST,
     ),
     mailroom("mailroom batched, 2 procs, waitress", "waitress", BATCHED, baseline=True),
+    # Issue 19: TENANT_RATE high enough never to refuse, counted per box, then per fleet in
+    # a local Redis; the fleet row must cost at most 10 % more than the box row.
+    mailroom(RATES_BOX, "granian", {**BATCHED, **NEVER_REFUSING}),
+    mailroom(RATES_FLEET, "granian", {**BATCHED, **NEVER_REFUSING, "RATE_STORE": REDIS}),
     mailroom(  # sustains 2 x 8 / 30 ms = 533 payloads/s; wrk offers over 10x that
         "overload: single objects, 8 uploaders, 2 procs, granian",
         "granian",
@@ -368,6 +382,15 @@ def main() -> None:
                 if s.baseline:
                     plan.append((replace(s, name=f"{s.name} @ {commit}", ref=commit), tree))
         sink = start_sink(stack, args.latency_ms)
+        if any(s.env.get("RATE_STORE") == REDIS for s, _ in plan):
+            redis = RedisServer(free_port(), scratch).start()
+            stack.callback(redis.stop)
+            plan = [
+                (replace(s, env={**s.env, "RATE_STORE": redis.url}), code)
+                if s.env.get("RATE_STORE") == REDIS
+                else (s, code)
+                for s, code in plan
+            ]
         runs: dict[str, list[Result]] = {s.name: [] for s, _ in plan}
         for attempt in range(args.repeat):  # interleaved, so a noisy minute hits all
             for index, (scenario, code) in enumerate(plan):

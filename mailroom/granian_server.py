@@ -51,11 +51,22 @@ def serve_granian(settings: Settings) -> int:
 
     from mailroom.wiring import open_spool, open_store
     from mailroom.workers import share_embedded_store
+    from rates import check_rate_store, prepare_box
 
     open_spool(settings).prepare()  # a SPOOL_DIR that cannot be written: one line, now
     if not settings.uses_embedded_store:
         open_store(settings, start_embedded=False)  # no credentials: one line, exit 2, now
     embedded = share_embedded_store(settings) if settings.uses_embedded_store else None
+    box = prepare_box(settings)  # the workers' shared tenant buckets (TENANT_RATE), per box
+    os.environ.update(box.env)
+    unreachable = check_rate_store(settings)
+    if unreachable:
+        log.warning(
+            "%s: tenant limits follow RATE_STORE_FAILURE=%s until it does",
+            unreachable,
+            settings.rate_store_failure,
+            extra={"event": "rate_store_unreachable"},
+        )
     log.info(
         "starting granian with %d worker(s) on port %d",
         settings.web_concurrency,
@@ -85,6 +96,7 @@ def serve_granian(settings: Settings) -> int:
             log_dictconfig=GRANIAN_LOGGING,
         ).serve()
     finally:
+        box.cleanup()
         if embedded is not None:
             embedded.stop()
         if metrics_dir is not None:

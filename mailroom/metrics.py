@@ -133,6 +133,24 @@ class Metrics:
             "Payloads accepted and not yet durable (neither in S3 nor in the spool)",
             multiprocess_mode="livesum",
         )
+        # TENANT_RATE with RATE_STORE (the rates package reports through round_trip and
+        # without_store below; the gauge is sampled from its status()).
+        self.rate_store_trips = counter(
+            "mailroom_rate_store_round_trips_total",
+            "Round trips to RATE_STORE, answered in time (ok) or not (failed)",
+            ["result"],
+        )
+        self.rate_decisions_without_store = counter(
+            "mailroom_rate_decisions_without_store_total",
+            "Tenant rate decisions made without RATE_STORE while it failed (refused: "
+            "RATE_STORE_FAILURE=closed)",
+            ["refused"],
+        )
+        self.rate_store_failing = gauge(
+            "mailroom_rate_store_failing",
+            "1 while this process cannot reach RATE_STORE, per process (pid)",
+            multiprocess_mode="liveall",
+        )
         self.processes = gauge(
             "mailroom_serving_processes",
             "Serving processes alive (1 per process: their sum is the instance's count)",
@@ -167,6 +185,13 @@ class Metrics:
         self.latency.observe(seconds)
         if batched:
             self.batch_size.observe(payloads)
+
+    # rates observer
+    def round_trip(self, ok: bool) -> None:
+        self.rate_store_trips.labels("ok" if ok else "failed").inc()
+
+    def without_store(self, refused: bool) -> None:
+        self.rate_decisions_without_store.labels(str(refused).lower()).inc()
 
     def upload_failed(self, retryable: bool) -> None:
         self.failures.labels(str(retryable).lower()).inc()
@@ -205,6 +230,9 @@ class Metrics:
                     self.spool_oldest_age.set(state["spool"]["oldest_age_seconds"] or 0)
                     self.spool_writable.set(int(state["spool"]["writable"]))
                     self.held.set(state["held"])
+                    redis = state.get("rates", {}).get("redis")
+                    if redis is not None:
+                        self.rate_store_failing.set(int(redis["failing"] is not None))
                 except Exception:  # a failed reading must not end the sampling
                     pass
                 self.sample_process()

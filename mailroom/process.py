@@ -24,6 +24,7 @@ from mailroom.metrics import Metrics, renderer
 from mailroom.progress import ReplayProgress
 from mailroom.s3_check import check_at_start, watch
 from mailroom.wiring import StoreHandle, open_spool, open_store
+from rates import limiter_for
 from store.replay import ReplayTally, replay
 from store.spool import DeadLetterSpool
 from web import create_app, create_asgi_app
@@ -136,6 +137,7 @@ def build_process(
         check_at_start(handle.store, handle.describe(), settings.s3_check) if checking else None
     )
     metrics = Metrics()
+    limiter = limiter_for(settings, observer=metrics)  # per process, box or fleet
     system = build_system(settings, handle, spool, metrics, on_exhausted)
     system.start()
     if checking:
@@ -147,7 +149,9 @@ def build_process(
             stop=threading.Event(),  # a daemon thread for the life of the process
         )
     draining = threading.Event()
-    report = CachedReport(lambda: health_report(system, spool), max_age=1.0)
+    report = CachedReport(
+        lambda: {**health_report(system, spool), "rates": limiter.status()}, max_age=1.0
+    )
     metrics.sample_every(1.0, report.get)
     access = open_access_log(settings)
     app = (create_asgi_app if asgi else create_app)(
@@ -158,6 +162,7 @@ def build_process(
         metrics=renderer(metrics),
         observer=metrics,
         access=access,
+        rates=limiter,
     )
     replay_in_background(spool, handle, settings.max_workers, metrics)
     return ServingProcess(settings, spool, handle, system, draining, app, metrics, access)

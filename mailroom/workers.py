@@ -20,6 +20,7 @@ from types import FrameType
 
 from config import Settings
 from mailroom.metrics import MULTIPROC_ENV, process_died
+from rates import prepare_box
 from store.embedded import EMBEDDED_BUCKET, EmbeddedS3
 
 log = logging.getLogger("mailroom.workers")
@@ -46,6 +47,8 @@ class WorkerPool:
             self._share_embedded_store()
         metrics_dir = tempfile.TemporaryDirectory(prefix="mailroom-metrics-")
         self._env[MULTIPROC_ENV] = metrics_dir.name  # one /metrics for all children
+        box = prepare_box(self._settings)  # the children's shared tenant buckets (TENANT_RATE)
+        self._env.update(box.env)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info(
@@ -62,6 +65,7 @@ class WorkerPool:
             if self._embedded is not None:
                 self._embedded.stop()
             metrics_dir.cleanup()
+            box.cleanup()
 
     def _share_embedded_store(self) -> None:
         self._embedded = share_embedded_store(self._settings)

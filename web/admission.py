@@ -16,9 +16,10 @@ import falcon
 
 from actors import Outcome, Refused
 from config import Settings
+from rates import Limiter
 from web.errors import JSONError
 from web.intake import Head, Submission
-from web.limits import TenantRates, retry_after
+from web.limits import retry_after
 from web.observer import HttpObserver
 
 log = logging.getLogger("web.payloads")
@@ -67,17 +68,22 @@ class Admission:
         settings: Settings,
         draining: threading.Event,
         observer: HttpObserver,
+        rates: Limiter,
         *,
         may_close: bool,
+        give_back: Callable[[str | None, int], Any] | None = None,
     ) -> None:
-        """`may_close`: the server lets the app close a connection with `Connection: close`
+        """`rates` is TENANT_RATE's limiter (per process, box or fleet: the `rates` package).
+        `may_close`: the server lets the app close a connection with `Connection: close`
         (granian does; under WSGI it is a hop-by-hop header waitress forbids, and waitress
-        has read the whole body before the app runs anyway)."""
+        has read the whole body before the app runs anyway). `give_back` returns a refused
+        collection's rate (default: `rates.give_back`; the ASGI app does it off the loop)."""
         self._submitter = submitter
         self._may_close = may_close
         self._draining = draining
         self._observer = observer
-        self._rates = TenantRates(settings.tenant_rate, settings.burst)
+        self.rates = rates
+        self._give_back = give_back or rates.give_back
         self._retry_after = str(settings.retry_after_seconds)
         self.stored_wait = settings.stored_ack_timeout if settings.ack_mode == "stored" else None
 
@@ -102,9 +108,10 @@ class Admission:
         log.debug("refused a collection before reading it: %s", refusal)
         return self._overloaded(refusal, unread=not skippable(head))
 
-    def accept(self, submission: Submission) -> bytes:
-        """Admit the collection (ACK_MODE=queued); the 202's body."""
-        tenant, count = self._take_rate(submission)
+    def accept(self, submission: Submission, wait: float) -> bytes:
+        """Admit the collection (ACK_MODE=queued); the 202's body. `wait` is what the tenant's
+        rate limiter answered for it (0.0: taken)."""
+        tenant, count = self._rate_decided(submission, wait)
         try:
             accepted = self._submitter.submit(
                 submission.version, submission.data, tenant, _scoped_key(submission)
@@ -114,9 +121,9 @@ class Admission:
         self._observer.payloads_accepted(accepted, tenant)
         return b'{"accepted":%d}' % accepted
 
-    def track(self, submission: Submission) -> Tracking:
+    def track(self, submission: Submission, wait: float) -> Tracking:
         """Admit the collection and follow it into S3 (ACK_MODE=stored)."""
-        tenant, count = self._take_rate(submission)
+        tenant, count = self._rate_decided(submission, wait)
         try:
             tracking = self._submitter.track(
                 submission.version, submission.data, tenant, _scoped_key(submission)
@@ -156,18 +163,15 @@ class Admission:
             pending=outcome.pending,
         )
 
-    def _take_rate(self, submission: Submission) -> tuple[str | None, int]:
+    def _rate_decided(self, submission: Submission, wait: float) -> tuple[str | None, int]:
         tenant, count = submission.client.tenant, len(submission.data)
-        wait = self._rates.take(tenant, count)
         if wait:
             self._observer.payloads_refused(count, tenant)
-            raise self._too_many(
-                tenant, f"over TENANT_RATE ({self._rates.rate:g} payloads/s)", wait
-            )
+            raise self._too_many(tenant, f"over TENANT_RATE ({self.rates.rate:g} payloads/s)", wait)
         return tenant, count
 
     def _refused(self, refused: Refused, tenant: str | None, count: int) -> JSONError:
-        self._rates.give_back(tenant, count)  # refused: it used none of the rate
+        self._give_back(tenant, count)  # refused: it used none of the rate
         log.debug("refused a collection of %d: %s", count, refused)
         self._observer.payloads_refused(count, tenant)
         if refused.tenant_limited:

@@ -13,6 +13,9 @@ import falcon
 import falcon.asgi
 
 from config import Settings
+from rates import Limiter
+from rates.limiter import NoLimit
+from rates.local import LocalRates
 from web.access_log import AccessSink
 from web.admission import Admission, Submitter
 from web.errors import handle_unexpected, serialize_error
@@ -24,7 +27,7 @@ from web.observer import HttpObserver, NoHttpObserver
 from web.openapi import OpenAPIResource
 from web.ops_auth import OpsGuard
 from web.payloads import PayloadsResource
-from web.payloads_async import AsyncPayloadsResource, HeadersFirst
+from web.payloads_async import AsyncPayloadsResource, HeadersFirst, give_back_off_the_loop
 
 MetricsRender = Callable[[], tuple[bytes, str]]
 
@@ -75,15 +78,28 @@ def _parts(
     health: Probe | None,
     observer: HttpObserver | None,
     access: AccessSink | None,
+    rates: Limiter | None,
     *,
-    may_close: bool,
+    asgi: bool,
 ) -> _Parts:
     observer = observer or NoHttpObserver()
     draining = draining or threading.Event()
     noting = NotingPayloads(observer) if access is not None else observer
+    if rates is None:  # this process's own buckets (tests; one process run by hand)
+        rates = (
+            LocalRates(settings.tenant_rate, settings.burst) if settings.tenant_rate else NoLimit()
+        )
     return _Parts(
         Intake(settings),
-        Admission(submitter, settings, draining, noting, may_close=may_close),
+        Admission(
+            submitter,
+            settings,
+            draining,
+            noting,
+            rates,
+            may_close=asgi,
+            give_back=give_back_off_the_loop(rates) if asgi else None,
+        ),
         ObservingMiddleware(observer, access),
         OpsGuard(settings.ops_tokens),
         health or (lambda: {"draining": draining.is_set()}),
@@ -99,14 +115,16 @@ def create_app(
     metrics: MetricsRender | None = None,
     observer: HttpObserver | None = None,
     access: AccessSink | None = None,
+    rates: Limiter | None = None,
 ) -> falcon.App:
     """The WSGI app (waitress), around a submitter (the actor system's `Dispatcher`).
 
     `draining` is set at shutdown: from then on every POST is answered 503. `health` reports
     the state behind the probes; `metrics` renders `/metrics`; `observer` counts and times
-    requests; `access` takes each answer's access line (None: no access log).
+    requests; `access` takes each answer's access line (None: no access log); `rates` is
+    TENANT_RATE's limiter (None: one of this process's own).
     """
-    parts = _parts(submitter, settings, draining, health, observer, access, may_close=False)
+    parts = _parts(submitter, settings, draining, health, observer, access, rates, asgi=False)
     app = falcon.App(middleware=[parts.middleware])
     _configure(app, handle_unexpected)
     app.add_route("/payloads", PayloadsResource(parts.intake, parts.admission))
@@ -124,9 +142,10 @@ def create_asgi_app(
     metrics: MetricsRender | None = None,
     observer: HttpObserver | None = None,
     access: AccessSink | None = None,
+    rates: Limiter | None = None,
 ) -> HeadersFirst:
     """The ASGI app (granian): the same as `create_app`, waiting on the event loop."""
-    parts = _parts(submitter, settings, draining, health, observer, access, may_close=True)
+    parts = _parts(submitter, settings, draining, health, observer, access, rates, asgi=True)
     app = falcon.asgi.App(middleware=[parts.middleware])
     _configure(app, _handle_unexpected_async)
     payloads = AsyncPayloadsResource(

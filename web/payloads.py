@@ -29,11 +29,12 @@ class PayloadsResource:
         # one byte past the limit is enough to refuse it.
         stream = req.bounded_stream if head.content_length is not None else req.stream
         submission = self._intake.read(head, stream.read(self._intake.max_body + 1))
+        wait = admission.rates.take(submission.client.tenant, len(submission.data))
         if admission.stored_wait is None:
             resp.status = falcon.HTTP_202
             resp.content_type = falcon.MEDIA_JSON
-            resp.data = admission.accept(submission)  # the hot path: no media handler
+            resp.data = admission.accept(submission, wait)  # the hot path: no media handler
             return
-        tracking = admission.track(submission)
+        tracking = admission.track(submission, wait)
         tracking.wait(admission.stored_wait)
         resp.media = admission.stored_answer(tracking.outcome())

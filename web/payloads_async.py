@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import falcon
 import falcon.asgi
 
+from rates import Limiter
 from web.admission import Admission, Tracking, skippable
 from web.errors import JSONError
 from web.intake import Head, Intake
@@ -92,12 +94,13 @@ class AsyncPayloadsResource:
                 headers={"Connection": "close"},
             )
         submission = self._intake.read(head, body)
+        wait = await _rate(admission.rates, submission.client.tenant, len(submission.data))
         if admission.stored_wait is None:
             resp.status = falcon.HTTP_202
             resp.content_type = falcon.MEDIA_JSON
-            resp.data = admission.accept(submission)  # the hot path: no media handler
+            resp.data = admission.accept(submission, wait)  # the hot path: no media handler
             return
-        tracking = admission.track(submission)
+        tracking = admission.track(submission, wait)
         await _stored(tracking, admission.stored_wait)
         resp.media = admission.stored_answer(tracking.outcome())
 
@@ -151,6 +154,24 @@ class BodyDeadlines:
         self._sweeping = bool(self._reading)
         if self._sweeping:
             asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+
+async def _rate(rates: Limiter, tenant: str | None, payloads: int) -> float:
+    """The tenant's rate decision: inline when it needs no round trip (nearly always), else
+    in a thread, so a slow rate store never stalls the loop."""
+    wait = rates.take_now(tenant, payloads)
+    if wait is None:
+        wait = await asyncio.get_running_loop().run_in_executor(None, rates.take, tenant, payloads)
+    return wait
+
+
+def give_back_off_the_loop(rates: Limiter) -> Callable[[str | None, int], Any]:
+    """`give_back` for the ASGI app: it may make a round trip to the rate store."""
+
+    def give_back(tenant: str | None, payloads: int) -> None:
+        asyncio.get_running_loop().run_in_executor(None, rates.give_back, tenant, payloads)
+
+    return give_back
 
 
 def _whole(req: falcon.asgi.Request, head: Head, body: bytes) -> bool:
