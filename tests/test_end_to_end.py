@@ -144,19 +144,7 @@ def test_with_no_s3_settings_it_serves_into_the_embedded_store() -> None:
         )
         assert answer.status_code == 202
 
-        def listed() -> str:
-            result = subprocess.run(
-                [sys.executable, "-m", "mailroom", "list"],
-                cwd=ROOT,
-                env={**process.env},
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            assert result.returncode == 0, result.stderr
-            return result.stdout if '{"hello":"world"}' in result.stdout else ""
-
-        line = wait_for(listed, timeout=15, interval=0.5)
+        line = wait_for(lambda: listed(process, '{"hello":"world"}'), timeout=15, interval=0.5)
         assert "/version=0.1/" in line
     finally:
         code, log = process.stop()
@@ -187,20 +175,22 @@ def test_list_shows_what_gzipped_batches_hold() -> None:
         )
         assert answer.status_code == 202
 
-        def listed() -> str:
-            result = subprocess.run(
-                [sys.executable, "-m", "mailroom", "list"],
-                cwd=ROOT,
-                env={**process.env},
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            assert result.returncode == 0, result.stderr
-            return result.stdout if '{"n":2}' in result.stdout else ""
-
-        shown = wait_for(listed, timeout=15, interval=0.5)
+        shown = wait_for(lambda: listed(process, '{"n":2}'), timeout=15, interval=0.5)
         assert ".ndjson.gz\t" in shown and '{"n":1}\n{"n":2}' in shown
     finally:
         code, _ = process.stop()
     assert code == 0
+
+
+def listed(process: ServiceProcess, expected: str) -> str:
+    """What `mailroom list` prints for the service's store, once it shows `expected`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mailroom", "list"],
+        cwd=ROOT,
+        env={**process.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout if expected in result.stdout else ""

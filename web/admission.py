@@ -18,7 +18,7 @@ from actors import Outcome, Refused
 from config import Settings
 from rates import Limiter
 from web.errors import JSONError
-from web.intake import Head, Submission
+from web.intake import Head, Intake, Submission
 from web.limits import retry_after
 from web.observer import HttpObserver
 
@@ -86,6 +86,21 @@ class Admission:
         self._give_back = give_back or rates.give_back
         self._retry_after = str(settings.retry_after_seconds)
         self.stored_wait = settings.stored_ack_timeout if settings.ack_mode == "stored" else None
+
+    def before_body(self, intake: Intake, req: Any) -> tuple[Head, JSONError | None]:
+        """Everything decided before the body is read: draining (503), the headers (415,
+        401, 413: `intake.head`), and whether the mailboxes are plainly full (the refusal to
+        raise once a small body is read and dropped; see `early_refusal`)."""
+        self.check_open()
+        head = intake.head(req)
+        return head, self.early_refusal(head)
+
+    def accepted(self, resp: Any, submission: Submission, wait: float) -> None:
+        """ACK_MODE=queued: admit the collection and answer 202 (the hot path: the body's bytes
+        set at once, no media handler)."""
+        resp.status = falcon.HTTP_202
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.accept(submission, wait)
 
     def check_open(self) -> None:
         """Draining: nothing more is accepted here (the client goes to another instance)."""

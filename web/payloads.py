@@ -18,9 +18,7 @@ class PayloadsResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         admission = self._admission
-        admission.check_open()
-        head = self._intake.head(req)  # 415, 401, 413: the body unread
-        refused = admission.early_refusal(head)
+        head, refused = admission.before_body(self._intake, req)
         if refused is not None:
             if skippable(head):
                 req.bounded_stream.read()
@@ -31,9 +29,7 @@ class PayloadsResource:
         submission = self._intake.read(head, stream.read(self._intake.max_body + 1))
         wait = admission.rates.take(submission.client.tenant, len(submission.data))
         if admission.stored_wait is None:
-            resp.status = falcon.HTTP_202
-            resp.content_type = falcon.MEDIA_JSON
-            resp.data = admission.accept(submission, wait)  # the hot path: no media handler
+            admission.accepted(resp, submission, wait)
             return
         tracking = admission.track(submission, wait)
         tracking.wait(admission.stored_wait)

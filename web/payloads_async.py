@@ -77,9 +77,7 @@ class AsyncPayloadsResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         admission = self._admission
-        admission.check_open()
-        head = self._intake.head(req)  # 415, 401, 413: the body unread
-        refused = admission.early_refusal(head)
+        head, refused = admission.before_body(self._intake, req)
         if refused is not None:
             if skippable(head):
                 await self._deadlines.read(req, head.content_length or 0)
@@ -96,9 +94,7 @@ class AsyncPayloadsResource:
         submission = self._intake.read(head, body)
         wait = await _rate(admission.rates, submission.client.tenant, len(submission.data))
         if admission.stored_wait is None:
-            resp.status = falcon.HTTP_202
-            resp.content_type = falcon.MEDIA_JSON
-            resp.data = admission.accept(submission, wait)  # the hot path: no media handler
+            admission.accepted(resp, submission, wait)
             return
         tracking = admission.track(submission, wait)
         await _stored(tracking, admission.stored_wait)
