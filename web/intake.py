@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import falcon
 import falcon.asgi
@@ -42,9 +41,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mailroom"'}
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~+/=-]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    """What the headers decided before a byte of the body was read."""
+class Head(NamedTuple):
+    """What the headers decided before a byte of the body was read. (NamedTuples, here and
+    below: immutable, and a third of a frozen dataclass's cost to make, once a request.)"""
 
     media_type: str
     client: Client | None  # None: no Authorization header; the JSON body must name the token
@@ -55,8 +54,7 @@ class Head:
     versions: tuple[str, ...]  # the `version` query parameter(s), for NDJSON
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
+class Submission(NamedTuple):
     version: str
     data: list[dict[str, Any]]
     client: Client
@@ -131,7 +129,7 @@ class Intake:
             ) from None
         if head.idempotency_key is None:
             return submission
-        return replace(submission, idempotency_key=head.idempotency_key)
+        return submission._replace(idempotency_key=head.idempotency_key)
 
     def _media_type(self, req: falcon.Request | falcon.asgi.Request) -> str:
         """The body's format, refused with 415 before anything else is read."""
