@@ -25,6 +25,7 @@ from actors.batching import BatchLimits
 from actors.delivery import Delivery
 from actors.dispatcher import Dispatcher
 from actors.drain import DrainBudget, DrainEstimate
+from actors.first_seen import FirstSeen
 from actors.ledger import Ledger, LedgerSnapshot
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline, RestartPolicy
@@ -90,6 +91,9 @@ class ActorSystem:
             deadline=self.deadline,
             observer=self._observer,
             budget=self.budget,
+            # One object per payload: a resend's objects get its first acceptance's keys (a
+            # marker per collection in S3). Batches take resends again (see first_seen.py).
+            first_seen=None if self._limits.enabled else FirstSeen(store),
         )
         self.gave_up: str | None = None
         self.root: pykka.ActorRef[SupervisorActor] | None = None
