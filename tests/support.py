@@ -296,6 +296,25 @@ def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+SINK_CREDENTIALS = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+
+
+def sink_store(sink: Any, **layout: Any) -> Any:
+    """A real S3Store writing to an S3Sink (bucket `sink`, prefix `payloads/`), with any
+    layout setting of `open_s3` (partitioner, batch_format, error_prefix, ...)."""
+    from store import open_s3
+
+    return open_s3(
+        bucket="sink",
+        prefix="payloads/",
+        pool_size=4,
+        endpoint_url=sink.endpoint,
+        credentials=SINK_CREDENTIALS,
+        region="us-east-1",
+        **layout,
+    )
+
+
 def post_collections(
     url: str, collections: list[list[dict[str, Any]]], *, clients: int = 4, timeout: float = 10
 ) -> list[tuple[int, list[dict[str, Any]]]]:
