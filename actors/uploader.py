@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
-import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import pykka
 
+from actors.alarms import Alarms
 from actors.batching import Batch, BatchLimits, OpenBatches
 from actors.delivery import Delivery
 from actors.ledger import Ledger
@@ -37,6 +38,7 @@ class Uploader:
         limits: BatchLimits,
         ledger: Ledger,
         ref: pykka.ActorRef[Any],
+        alarms: Alarms,
     ) -> None:
         self._slot = slot
         self._name = f"uploader[{slot}]"
@@ -45,7 +47,8 @@ class Uploader:
         self._ledger = ledger
         self._ref = ref
         self._open = OpenBatches(limits)
-        self._timers: dict[str, threading.Timer] = {}  # one per open batch: its max wait
+        self._alarms = alarms
+        self._timers: dict[str, int] = {}  # one alarm per open batch: its max wait
         self._in_flight: Unit | None = None
         self._in_hand: collections.deque[Unit] = collections.deque()  # taken, not yet done
 
@@ -83,7 +86,7 @@ class Uploader:
 
     def _take_all(self) -> list[Batch]:
         for timer in self._timers.values():
-            timer.cancel()
+            self._alarms.cancel(timer)
         self._timers.clear()
         return self._open.take_all()
 
@@ -120,14 +123,13 @@ class Uploader:
         for batch in sealed:
             timer = self._timers.pop(batch.id, None)
             if timer is not None:
-                timer.cancel()  # so timers stay as few as the open batches
+                self._alarms.cancel(timer)  # so alarms stay as few as the open batches
         done = {batch.id for batch in sealed}
         for batch in opened:
             if batch.id not in done:
-                timer = threading.Timer(self._limits.max_wait, self._flush_later, (batch.id,))
-                timer.daemon = True
-                self._timers[batch.id] = timer
-                timer.start()
+                self._timers[batch.id] = self._alarms.set(
+                    self._limits.max_wait, functools.partial(self._flush_later, batch.id)
+                )
         self._in_hand.extendleft(reversed(sealed))
 
     def _flush_later(self, batch_id: str) -> None:
@@ -157,6 +159,7 @@ class UploaderActor(SupervisedActor):
         delivery: Delivery,
         limits: BatchLimits,
         ledger: Ledger,
+        alarms: Alarms,
         *,
         policy: RestartPolicy,
         supervisor: pykka.ActorRef[SupervisorActor] | None,
@@ -164,7 +167,7 @@ class UploaderActor(SupervisedActor):
     ) -> None:
         super().__init__(
             f"uploader[{slot}]",
-            lambda ref: Uploader(slot, delivery, limits, ledger, ref),
+            lambda ref: Uploader(slot, delivery, limits, ledger, ref, alarms),
             supervisor=supervisor,
             delivery=delivery,
             policy=policy,

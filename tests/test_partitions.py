@@ -138,15 +138,18 @@ def test_hostile_values_land_once_each_under_safe_keys(
                 assert unquote(segments[4].split("=", 1)[1]) == value  # readers decode it back
 
 
-def test_unusable_values_go_to_the_error_prefix_when_asked(sink: S3Sink, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_unusable_values_go_to_the_error_prefix_when_asked(
+    sink: S3Sink, tmp_path: Path, batched: bool
+) -> None:
+    extra = {"BATCH_MAX_PAYLOADS": "10", "BATCH_MAX_WAIT_MS": "50"} if batched else {}
     env = sink_env(
         sink,
         tmp_path / "spool",
         ACK_MODE="stored",
         PARTITION_BY="device,region",
         PARTITION_INVALID="error",
-        BATCH_MAX_PAYLOADS="10",
-        BATCH_MAX_WAIT_MS="50",
+        **extra,
     )
     documents = [
         {"device": "d1", "region": "eu"},
@@ -174,7 +177,7 @@ def test_unusable_values_go_to_the_error_prefix_when_asked(sink: S3Sink, tmp_pat
     assert set(sink.objects) == set(data) | set(misfits)
 
 
-def test_a_flood_of_distinct_values_keeps_open_batches_and_timers_bounded(
+def test_a_flood_of_distinct_values_keeps_open_batches_and_deadlines_bounded(
     sink: S3Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     most = {"open": 0}
@@ -196,12 +199,13 @@ def test_a_flood_of_distinct_values_keeps_open_batches_and_timers_bounded(
     )
     system.start()
     baseline = threading.active_count()
-    threads = {"most": baseline}
+    threads = {"most": baseline, "alarms": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.01):
             threads["most"] = max(threads["most"], threading.active_count())
+            threads["alarms"] = max(threads["alarms"], len(system.alarms))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -225,8 +229,9 @@ def test_a_flood_of_distinct_values_keeps_open_batches_and_timers_bounded(
         stop.set()
         sampler.join()
     assert most["open"] <= MAX_OPEN_BATCHES
-    # One timer thread per open batch at most, per uploader (plus the sampler itself).
-    assert threads["most"] <= baseline + 2 * MAX_OPEN_BATCHES + 1
+    # A deadline per open batch, all on one thread (before: a thread per batch, 1,288 here).
+    assert threads["alarms"] <= 2 * MAX_OPEN_BATCHES
+    assert threads["most"] <= baseline + 2  # the alarms' thread and the sampler
     stored = payloads_by_key(sink, "payloads/")
     assert sorted(doc["n"] for docs in stored.values() for doc in docs) == list(range(sent))
     assert all(len({doc["device"] for doc in docs}) == 1 for docs in stored.values())
