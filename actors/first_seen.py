@@ -51,6 +51,8 @@ class FirstSeen:
         self._lock = threading.Lock()
         # "c:<collection id>" and "m:<marker>" -> first acceptance, least recently used first
         self._known: collections.OrderedDict[str, float] = collections.OrderedDict()
+        # collection id -> its marker: computed once, however many of its payloads ask
+        self._markers: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._busy: dict[str, _Turn] = {}  # by collection id: whose turn it is to ask S3
 
     def resolve(self, unit: Unit) -> Unit:
@@ -70,7 +72,7 @@ class FirstSeen:
             found = self._recall(f"c:{collection.id}")
             if found is not None:
                 return found
-            marker = marker_of(collection)
+            marker = self._marker(collection)
             found = self._recall(f"m:{marker}")
             if found is not None:
                 return found
@@ -90,13 +92,24 @@ class FirstSeen:
             found = self._recall(key)
             if found is not None:
                 return found
-            marker = marker_of(collection)
+            marker = self._marker(collection)
             first = self._recall(f"m:{marker}")
             if first is None:
                 first = self._store.first_accepted(marker, collection.received_at)
                 self._remember(f"m:{marker}", first)
             self._remember(key, first)
             return first
+
+    def _marker(self, collection: Collection) -> str:
+        with self._lock:
+            marker = self._markers.get(collection.id)
+        if marker is None:
+            marker = marker_of(collection)
+            with self._lock:
+                self._markers[collection.id] = marker
+                while len(self._markers) > self._remembered:
+                    self._markers.popitem(last=False)
+        return marker
 
     @contextmanager
     def _alone(self, name: str) -> Iterator[None]:
