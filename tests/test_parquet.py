@@ -12,9 +12,11 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import requests
 
 from bench.s3sink import S3Sink
+from config import ConfigError, Settings
 from store.parquet import ID_COLUMN, encode_table
 from tests.support import ROOT, ServiceProcess, sink_env
 
@@ -120,3 +122,14 @@ def test_parquet_without_pyarrow_stops_the_start_with_one_line(tmp_path: Path) -
         "mailroom: configuration error: BATCH_FORMAT=parquet needs pyarrow, which is not "
         "installed: pip install 'mailroom[parquet]' (or pyarrow>=15)"
     ]
+
+
+def test_parquet_is_refused_where_it_cannot_apply() -> None:
+    with pytest.raises(ConfigError, match="needs batched mode"):
+        Settings.from_env({"BATCH_FORMAT": "parquet"})
+    with pytest.raises(ConfigError, match="BATCH_GZIP=true does not apply"):
+        Settings.from_env(
+            {"BATCH_FORMAT": "parquet", "BATCH_MAX_PAYLOADS": "10", "BATCH_GZIP": "true"}
+        )
+    with pytest.raises(ConfigError, match="BATCH_FORMAT='csv' is not valid"):
+        Settings.from_env({"BATCH_FORMAT": "csv"})

@@ -19,6 +19,7 @@ from actors import ActorSystem
 from actors import uploader as uploader_module
 from actors.batching import MAX_OPEN_BATCHES, BatchLimits, OpenBatches
 from bench.s3sink import S3Sink
+from config import ConfigError, Settings
 from store.partitions import INVALID, MISSING, Partitioner, encode_value
 from store.spool import DeadLetterSpool
 from tests.support import ServiceProcess, sink_destination, sink_env, sink_store, wait_for
@@ -235,3 +236,19 @@ def test_a_flood_of_distinct_values_keeps_open_batches_and_deadlines_bounded(
     stored = payloads_by_key(sink, "payloads/")
     assert sorted(doc["n"] for docs in stored.values() for doc in docs) == list(range(sent))
     assert all(len({doc["device"] for doc in docs}) == 1 for docs in stored.values())
+
+
+@pytest.mark.parametrize(
+    "value", ["a/b", "dt", "Version", "x,x", "a,b,c,d,e", "9lives", "dev ice", "_mailroom_id", ","]
+)
+def test_a_partition_field_that_cannot_be_a_key_segment_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^PARTITION_BY=.* is not valid: expected 1 to 4"):
+        Settings.from_env({"PARTITION_BY": value})
+
+
+def test_partition_fields_are_read_in_order() -> None:
+    settings = Settings.from_env(
+        {"PARTITION_BY": " device , region_2 ", "PARTITION_INVALID": "Error"}
+    )
+    assert settings.partition_by == ("device", "region_2")
+    assert settings.partition_invalid == "error"
