@@ -70,6 +70,7 @@ clean:
 bench: BENCH_BASELINE ?= 3d9e52a
 bench: $(STAMP)
 	$(BIN)/python -m bench.put_cost
+	$(BIN)/python -m bench.formats
 	$(BIN)/python -m bench.run $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 	$(BIN)/python -m bench.breakdown
 	$(BIN)/python -m bench.replay

@@ -4,14 +4,19 @@ Pure bookkeeping, no threads and no I/O: the uploader feeds it the encoded lines
 collection's payloads and flushes what it returns. A batch gets its id when it opens, so its
 key is fixed before the first attempt and survives retries, a crash (the batch is handed over
 whole) and the spool.
+
+A batch holds payloads that share a key prefix: tenant, version, the hour they were accepted
+in (so each keeps the `dt=`/`hour=` partition of its own acceptance) and their PARTITION_BY
+partition. At most MAX_OPEN_BATCHES are open at once, however many partitions a client makes
+up: past that the oldest is sealed and written, so memory stays bounded (and objects small).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from actors.ids import new_id
 from actors.messages import Collection, Part, Payload
@@ -20,7 +25,15 @@ if TYPE_CHECKING:
     from actors.storage import PayloadStore
     from store import S3Object
 
-MAX_OPEN_BATCHES = 32  # per uploader: one per version; the oldest is flushed past this
+MAX_OPEN_BATCHES = 32  # per uploader: one per group; the oldest is flushed past this
+HOUR = 3600.0
+
+# What the payloads of one batch share: tenant, version, hour of acceptance, partition.
+Group = tuple[str | None, str, int, Hashable]
+
+
+def group_of(collection: Collection, partition: Hashable) -> Group:
+    return (collection.tenant, collection.version, int(collection.received_at // HOUR), partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +54,7 @@ class BatchLimits:
 
 @dataclass(slots=True)
 class Batch:
-    """Payloads of one tenant and version on their way to one object, with their lines.
+    """Payloads of one group on their way to one object, with their lines.
 
     Filled by one uploader in its own thread; once it leaves `OpenBatches` it is a `Unit`
     like any payload and is never changed again. `parts` say which payloads of which
@@ -54,6 +67,8 @@ class Batch:
     opened: float
     gzipped: bool = False
     tenant: str | None = None
+    partition: Hashable = None  # the store's, opaque here; None: no PARTITION_BY
+    group: Group | None = None
     parts: list[Part] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     nbytes: int = 0
@@ -79,28 +94,43 @@ class Batch:
                 unique=self.id,
                 gzipped=self.gzipped,
                 tenant=self.tenant,
+                partition=self.partition,
+                rows=self.rows,
             )
         ]
 
+    def rows(self) -> tuple[list[str], list[Any]]:
+        """Each payload's id (as BATCH_LINE_IDS writes it) and document, in line order."""
+        payloads = self.payloads
+        return [p.idempotent_id or p.id for p in payloads], [p.document for p in payloads]
+
+    def retimed(self, when: Callable[[Collection], float]) -> Batch:
+        return self  # its key was fixed when it opened
+
 
 class OpenBatches:
-    """The batches an uploader is filling, one per tenant and version."""
+    """The batches an uploader is filling, one per group (at most MAX_OPEN_BATCHES)."""
 
     def __init__(self, limits: BatchLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = limits
         self._clock = clock
-        self._open: dict[tuple[str | None, str], Batch] = {}
+        self._open: dict[Group, Batch] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
     def add(
-        self, collection: Collection, start: int, lines: list[bytes]
+        self,
+        collection: Collection,
+        start: int,
+        lines: Sequence[bytes],
+        partition: Hashable = None,
     ) -> tuple[list[Batch], list[Batch]]:
-        """Add the lines of payloads start.. of a collection; return the batches this opened
-        and the batches now full (a collection may fill one batch and open the next)."""
+        """Add the lines of payloads start.. of a collection, all of one partition; return the
+        batches this opened and the batches now full (a collection may fill one batch and
+        open the next)."""
         limits = self._limits
-        group = collection.group
+        group = group_of(collection, partition)
         opened: list[Batch] = []
         sealed: list[Batch] = []
         batch = self._open.get(group)
@@ -115,7 +145,7 @@ class OpenBatches:
         while done < end:
             batch = self._open.get(group)
             if batch is None:
-                batch = self._new(collection, sealed)
+                batch = self._new(collection, group, sealed)
                 opened.append(batch)
             taken, nbytes = 0, batch.nbytes
             room = limits.max_payloads - len(batch.lines)
@@ -134,17 +164,19 @@ class OpenBatches:
                 sealed.append(self._open.pop(group))
         return opened, sealed
 
-    def _new(self, collection: Collection, sealed: list[Batch]) -> Batch:
+    def _new(self, collection: Collection, group: Group, sealed: list[Batch]) -> Batch:
         if len(self._open) >= MAX_OPEN_BATCHES:
             oldest = min(self._open.values(), key=lambda b: b.opened)
-            sealed.append(self._open.pop((oldest.tenant, oldest.version)))
-        batch = self._open[collection.group] = Batch(
+            sealed.append(self._open.pop(oldest.group))
+        batch = self._open[group] = Batch(
             new_id(),
             collection.version,
             collection.received_at,
             self._clock(),
             self._limits.gzip,
             collection.tenant,
+            group[3],
+            group,
         )
         return batch
 

@@ -26,7 +26,8 @@ import pykka
 
 from actors.ids import new_id
 from actors.ledger import CLOSED, TENANT_FULL, Ledger
-from actors.messages import Collection, Receipt, Route
+from actors.messages import Collection, Route
+from actors.receipt import Receipt
 from actors.router import RouterActor
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ settles is its `parts`: ranges of payloads of the collections they came in.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -22,71 +21,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import orjson
 
 if TYPE_CHECKING:
+    from actors.receipt import Receipt
     from actors.storage import PayloadStore
     from store import S3Object
 
-
-class Receipt:
-    """Counts down as the payloads of one request land or are spooled (for ACK_MODE=stored).
-
-    A synchronisation point (like a future), shared on purpose between the request's thread
-    and the uploaders; the ledger records each payload into it exactly once.
-    """
-
-    def __init__(self, expected: int) -> None:
-        self._pending = expected
-        self.landed = 0
-        self.spooled = 0
-        self.existed = 0  # landed, on a key that already held it (a repeat)
-        self.locations: list[tuple[str, int | None] | None] = [None] * expected
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._callbacks: list[Callable[[], None]] = []
-
-    def record(
-        self,
-        *,
-        landed: bool,
-        start: int,
-        stop: int,
-        key: str | None = None,
-        first_line: int | None = None,
-        existed: bool = False,
-    ) -> None:
-        """Payloads start..stop durable: `key` is the object they landed under, and
-        `first_line` the line of the first of them in that object (None: each payload is
-        an object of its own)."""
-        count = stop - start
-        with self._lock:
-            if landed:
-                self.landed += count
-                self.existed += count if existed else 0
-                if key is not None:
-                    for index in range(max(start, 0), min(stop, len(self.locations))):
-                        line = None if first_line is None else first_line + index - start
-                        self.locations[index] = (key, line)
-            else:
-                self.spooled += count
-            self._pending -= count
-            if self._pending > 0 or self._done.is_set():
-                return
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
-
-    def wait(self, timeout: float) -> bool:
-        """True once every payload is accounted for (landed or spooled) within `timeout`."""
-        return self._done.wait(timeout)
-
-    def when_done(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (from whichever thread settles the last payload, or now if that
-        already happened), so an event loop can wait without a thread."""
-        with self._lock:
-            if not self._done.is_set():
-                self._callbacks.append(callback)
-                return
-        callback()
+# When a collection counts as accepted: its own `received_at`, or for a resend the first
+# acceptance's (`actors/first_seen.py`).
+When = Callable[["Collection"], float]
 
 
 class Part(NamedTuple):
@@ -123,6 +64,11 @@ class Unit(Protocol):
 
     def to_objects(self, store: PayloadStore) -> list[S3Object]: ...
 
+    def retimed(self, when: When) -> Unit:
+        """The same unit with each collection accepted at `when(collection)`: a resend keeps
+        the keys (the partition) of its first acceptance. Batches are kept as they are."""
+        ...
+
 
 class Collection(NamedTuple):
     """One accepted collection on its way to storage.
@@ -140,17 +86,13 @@ class Collection(NamedTuple):
     receipt: Receipt | None = None
     tenant: str | None = None  # the tenant whose token posted it; None: a plain token
     # Derived from the client's Idempotency-Key: a resent collection gets the same object
-    # keys, so it is stored once. None: keyed by the payloads' ids and the time.
+    # keys (its payloads' ids come from it, its time from the first acceptance), so it is
+    # stored once. None: its payloads' ids are the collection's id and their places.
     idempotency: str | None = None
 
     @property
     def size(self) -> int:
         return len(self.documents)
-
-    @property
-    def group(self) -> tuple[str | None, str]:
-        """What its payloads share with the others of their batch: tenant and version."""
-        return (self.tenant, self.version)
 
     @property
     def parts(self) -> tuple[Part]:
@@ -166,6 +108,10 @@ class Collection(NamedTuple):
 
     def to_objects(self, store: PayloadStore) -> list[S3Object]:
         return [obj for payload in self.payloads for obj in payload.to_objects(store)]
+
+    def retimed(self, when: When) -> Collection:
+        first = when(self)
+        return self if first == self.received_at else self._replace(received_at=first)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -222,17 +168,19 @@ class Payload:
         return False
 
     def to_objects(self, store: PayloadStore) -> list[S3Object]:
-        idempotent_id = self.idempotent_id
         return [
             store.object_for(
                 self.document,
                 version=self.version,
                 received_at=self.received_at,
-                unique=idempotent_id or self.id,
+                unique=self.idempotent_id or self.id,
                 tenant=self.tenant,
-                idempotent=idempotent_id is not None,
             )
         ]
+
+    def retimed(self, when: When) -> Payload:
+        collection = self.collection.retimed(when)
+        return self if collection is self.collection else Payload(collection, self.index)
 
 
 def _digest(document: Any) -> str:
@@ -278,6 +226,9 @@ class Route:
     def to_objects(self, store: PayloadStore) -> list[S3Object]:
         return [obj for payload in self.payloads for obj in payload.to_objects(store)]
 
+    def retimed(self, when: When) -> Route:
+        return Route(tuple(collection.retimed(when) for collection in self.collections))
+
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
@@ -292,37 +243,3 @@ class Flush:
     """Uploader to itself: the batch with this id has waited long enough."""
 
     batch_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """A child to its supervisor (asked): I crashed; what now? Answered with a directive.
-
-    `in_flight` units were being handled, `in_hand` taken but not started, `queued` payloads
-    wait in its mailbox (which survives the restart).
-    """
-
-    child: str
-    cause: str
-    in_flight: int = 0
-    in_hand: int = 0
-    queued: int = 0
-    escalation: bool = False  # from a supervisor below whose own intensity was exceeded
-
-
-@dataclass(frozen=True, slots=True)
-class Restart:
-    """Directive: replace your behaviour after `delay` seconds and redo what you held."""
-
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Directive: the tree above gave up and the process is stopping; spool what you hold,
-    then carry on with your mailbox while the process drains."""
-
-    reason: str
-
-
-Directive = Restart | GiveUp

@@ -3,7 +3,7 @@ fakes in tests. The actors see only these protocols, never boto3 or the file sys
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,8 +25,12 @@ class PayloadStore(Protocol):
         received_at: float,
         unique: str,
         tenant: str | None = None,
-        idempotent: bool = False,
     ) -> S3Object: ...
+
+    def partitions(self, documents: Sequence[Any]) -> Sequence[Hashable] | None:
+        """Each document's partition (PARTITION_BY), an opaque value to group batches by and
+        hand back to `batch_object`; None when all of them share one."""
+        ...
 
     def batch_object(
         self,
@@ -37,7 +41,12 @@ class PayloadStore(Protocol):
         unique: str,
         gzipped: bool,
         tenant: str | None = None,
-    ) -> S3Object: ...
+        partition: Hashable | None = None,
+        rows: Callable[[], tuple[Sequence[str], Sequence[Any]]] | None = None,
+    ) -> S3Object:
+        """One object for many payloads; `rows` (their ids and documents) is asked for only
+        by a format that needs them (Parquet)."""
+        ...
 
     def error_object(
         self,
@@ -50,6 +59,14 @@ class PayloadStore(Protocol):
         error: str,
         attempts: int,
     ) -> S3Object: ...
+
+    def first_accepted(self, marker: str, received_at: float) -> float:
+        """When the collection behind `marker` was first accepted, anywhere (S3 errors raise)."""
+        ...
+
+    def marker_object(self, marker: str, received_at: float) -> S3Object:
+        """The marker claiming `received_at`, to spool with a collection not yet resolved."""
+        ...
 
     def put(self, obj: S3Object) -> bool | None:
         """Store it; False if it was already there (a conditional write found it)."""

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import pykka
 
 from actors.delivery import Delivery
-from actors.messages import Directive, Failed, GiveUp, Restart, Unit
+from actors.directives import Directive, Failed, GiveUp, Restart
+from actors.messages import Unit
 from actors.retry import RestartPolicy
 from actors.supervisor import SupervisorActor
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Directive, Failed, GiveUp, Restart
+from actors.directives import Directive, Failed, GiveUp, Restart
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import RestartPolicy
 

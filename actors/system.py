@@ -21,10 +21,12 @@ from typing import Any
 
 import pykka
 
+from actors.alarms import Alarms
 from actors.batching import BatchLimits
 from actors.delivery import Delivery
 from actors.dispatcher import Dispatcher
 from actors.drain import DrainBudget, DrainEstimate
+from actors.first_seen import FirstSeen
 from actors.ledger import Ledger, LedgerSnapshot
 from actors.observer import ActorObserver, NoActorObserver
 from actors.retry import Backoff, Deadline, RestartPolicy
@@ -90,7 +92,11 @@ class ActorSystem:
             deadline=self.deadline,
             observer=self._observer,
             budget=self.budget,
+            # One object per payload: a resend's objects get its first acceptance's keys (a
+            # marker per collection in S3). Batches take resends again (see first_seen.py).
+            first_seen=None if self._limits.enabled else FirstSeen(store),
         )
+        self.alarms = Alarms()  # every uploader's batch deadlines, on one thread
         self.gave_up: str | None = None
         self.root: pykka.ActorRef[SupervisorActor] | None = None
         self.pool: pykka.ActorRef[SupervisorActor] | None = None
@@ -110,6 +116,7 @@ class ActorSystem:
                 self.delivery,
                 self._limits,
                 self.ledger,
+                self.alarms,
                 policy=policy,
                 supervisor=self.pool,
                 on_dead=self._give_up,
@@ -209,6 +216,7 @@ class ActorSystem:
         for ref in (self.pool, self.root):
             if ref is not None:
                 self._stop(ref)
+        self.alarms.stop()
         log.info(
             "actors drained in %.1fs; %d payload(s) spooled for replay at the deadline",
             time.monotonic() - started,

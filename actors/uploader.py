@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import pykka
 
-from actors.batching import BatchLimits, OpenBatches
+from actors.alarms import Alarms
+from actors.batching import Batch, BatchLimits, OpenBatches
 from actors.delivery import Delivery
 from actors.ledger import Ledger
 from actors.messages import Deliver, Flush, Payload, Unit
@@ -37,6 +38,7 @@ class Uploader:
         limits: BatchLimits,
         ledger: Ledger,
         ref: pykka.ActorRef[Any],
+        alarms: Alarms,
     ) -> None:
         self._slot = slot
         self._name = f"uploader[{slot}]"
@@ -45,6 +47,8 @@ class Uploader:
         self._ledger = ledger
         self._ref = ref
         self._open = OpenBatches(limits)
+        self._alarms = alarms
+        self._timers: dict[str, int] = {}  # one alarm per open batch: its max wait
         self._in_flight: Unit | None = None
         self._in_hand: collections.deque[Unit] = collections.deque()  # taken, not yet done
 
@@ -54,6 +58,7 @@ class Uploader:
             self._in_hand.extend(message.units)
             self._work_through()
         elif isinstance(message, Flush):
+            self._timers.pop(message.batch_id, None)
             batch = self._open.take(message.batch_id)
             if batch is not None:
                 self._in_hand.append(batch)
@@ -67,7 +72,7 @@ class Uploader:
 
     def salvage(self) -> Salvage:
         in_flight, self._in_flight = self._in_flight, None
-        held = list(self._in_hand) + list(self._open.take_all())
+        held = list(self._in_hand) + self._take_all()
         self._in_hand.clear()
         return Salvage(in_flight, held, self._ledger.snapshot().depths[self._slot])
 
@@ -76,8 +81,14 @@ class Uploader:
 
     def stop(self) -> None:
         """Shutdown stores partial batches."""
-        self._in_hand.extend(self._open.take_all())
+        self._in_hand.extend(self._take_all())
         self._work_through()
+
+    def _take_all(self) -> list[Batch]:
+        for timer in self._timers.values():
+            self._alarms.cancel(timer)
+        self._timers.clear()
+        return self._open.take_all()
 
     def _work_through(self) -> None:
         while self._in_hand:
@@ -89,27 +100,54 @@ class Uploader:
             self._in_flight = None
 
     def _collect(self, unit: Unit) -> None:
-        """Encode the unit's payloads as lines into the open batch of their tenant and version."""
+        """Encode the unit's payloads as lines into the open batches of their group (tenant,
+        version, hour, partition): each run of payloads of one partition in one step."""
         ((collection, start, stop),) = unit.parts  # a collection, or one of its payloads
+        store = self._delivery.store
         documents = collection.documents[start:stop]
+        partitions = store.partitions(documents)
         if self._limits.line_ids:
             documents = tuple(
                 {"id": payload.idempotent_id or payload.id, "payload": payload.document}
                 for payload in map(Payload, [collection] * (stop - start), range(start, stop))
             )
-        lines = self._delivery.store.encode_all(documents)
-        opened, sealed = self._open.add(collection, start, lines)
-        self._in_flight = None  # in a batch now: held there, not twice
+        lines = store.encode_all(documents)
+        opened: list[Batch] = []
+        sealed: list[Batch] = []
+        for first, last, partition in _runs(partitions, len(lines)):
+            run = lines if last - first == len(lines) else lines[first:last]
+            new, full = self._open.add(collection, start + first, run, partition)
+            opened += new
+            sealed += full
+        self._in_flight = None  # in batches now: held there, not twice
+        for batch in sealed:
+            timer = self._timers.pop(batch.id, None)
+            if timer is not None:
+                self._alarms.cancel(timer)  # so alarms stay as few as the open batches
+        done = {batch.id for batch in sealed}
         for batch in opened:
-            timer = threading.Timer(self._limits.max_wait, self._flush_later, (batch.id,))
-            timer.daemon = True
-            timer.start()
+            if batch.id not in done:
+                self._timers[batch.id] = self._alarms.set(
+                    self._limits.max_wait, functools.partial(self._flush_later, batch.id)
+                )
         self._in_hand.extendleft(reversed(sealed))
 
     def _flush_later(self, batch_id: str) -> None:
         # Once the actor has stopped, its open batches were stored at its stop.
         with contextlib.suppress(pykka.ActorDeadError):
             self._ref.tell(Flush(batch_id))
+
+
+def _runs(partitions: Sequence[Hashable] | None, count: int) -> Iterator[tuple[int, int, Hashable]]:
+    """(first, last, partition) of each run of consecutive payloads in one partition."""
+    if partitions is None:
+        yield 0, count, None
+        return
+    first = 0
+    for index in range(1, count + 1):
+        if index == count or partitions[index] != partitions[first]:
+            yield first, index, partitions[first]
+            first = index
 
 
 class UploaderActor(SupervisedActor):
@@ -121,6 +159,7 @@ class UploaderActor(SupervisedActor):
         delivery: Delivery,
         limits: BatchLimits,
         ledger: Ledger,
+        alarms: Alarms,
         *,
         policy: RestartPolicy,
         supervisor: pykka.ActorRef[SupervisorActor] | None,
@@ -128,7 +167,7 @@ class UploaderActor(SupervisedActor):
     ) -> None:
         super().__init__(
             f"uploader[{slot}]",
-            lambda ref: Uploader(slot, delivery, limits, ledger, ref),
+            lambda ref: Uploader(slot, delivery, limits, ledger, ref, alarms),
             supervisor=supervisor,
             delivery=delivery,
             policy=policy,

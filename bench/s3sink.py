@@ -5,7 +5,8 @@ after a configurable latency (real S3 takes tens of milliseconds), and counts th
 got (one per object, or one per line of a newline-delimited batch, gzipped or not). It can also
 misbehave: answer a share of PUTs with 503 SlowDown, or with a 500 whose XML body is not even
 UTF-8; hold PUTs unanswered for a while (a hung S3); or be down (refuse connections) a while.
-Objects are kept in memory so tests can check every one, exactly once.
+Objects are kept in memory so tests can check every one, exactly once, and read back with
+GetObject (as mailroom reads its idempotency markers).
 
 Run alone: `python -m bench.s3sink --port 9100 --latency-ms 30`; `GET /_stats` returns counts.
 """
@@ -29,6 +30,10 @@ SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
+NO_SUCH_KEY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
+    b"<Message>The specified key does not exist.</Message></Error>"
+)
 PRECONDITION = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
     b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
@@ -43,6 +48,9 @@ GARBAGE = (  # a 500 whose body no UTF-8 decoder (nor XML parser) accepts
 )
 
 
+NOT_PAYLOADS = ("state/",)  # key prefixes whose objects are counted as no payload
+
+
 @dataclass
 class StoredObject:
     body: bytes
@@ -55,6 +63,7 @@ class SinkStats:
     payloads: int = 0
     failed_puts: int = 0
     overwrites: int = 0
+    gets: int = 0
     precondition_failed: int = 0  # If-None-Match: * on a key already stored (412)
     lies: int = 0  # PUTs answered 200 without storing (the lie fault)
     first_put: float | None = None
@@ -88,7 +97,14 @@ def decode_aws_chunked(body: bytes) -> bytes:
 
 
 def count_payloads(body: bytes, headers: dict[str, str]) -> int:
-    """One payload per object, or one per line when the object is a batch."""
+    """One payload per object, one per line when the object is a batch, one per row when it
+    is a Parquet table."""
+    if body[:4] == b"PAR1":
+        import io
+
+        import pyarrow.parquet as pq  # only where Parquet is written, so installed
+
+        return pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
     if body[:2] == b"\x1f\x8b":
         body = gzip.decompress(body)
     if b"\n" in body.rstrip(b"\n"):
@@ -222,6 +238,15 @@ class S3Sink:
             with self._lock:
                 stats = dict(vars(self.stats))
             return "200 OK", {"Content-Type": "application/json"}, orjson.dumps(stats)
+        if method == "GET" and path.count("/") >= 2:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            with self._lock:
+                found = self.objects.get(path.split("/", 2)[2])
+                self.stats.gets += 1
+            if found is None:
+                return "404 Not Found", {"Content-Type": "application/xml"}, NO_SUCH_KEY
+            return "200 OK", {"ETag": f'"{hashlib.md5(found.body).hexdigest()}"'}, found.body
         if method == "PUT" and path.count("/") >= 2:
             while time.monotonic() < self.faults.hang_until:  # re-read: it may move or be reset
                 await asyncio.sleep(min(self.faults.hang_until - time.monotonic(), 0.05))
@@ -273,14 +298,16 @@ class S3Sink:
             for name, value in headers.items()
             if name in ("content-type", "x-amz-acl", "content-encoding")
         }
-        payloads = 0 if "/_mailroom/" in path else count_payloads(body, headers)  # start probes
+        # mailroom's own objects (under S3_STATE_PREFIX's default) hold no payload
+        payloads = 0 if key.startswith(NOT_PAYLOADS) else count_payloads(body, headers)
         now = time.monotonic()
         with self._lock:
             if key in self.objects:
                 self.stats.overwrites += 1
             else:
                 self.stats.payloads += payloads
-            self.objects[key] = StoredObject(body if self.keep_bodies else b"", kept)
+            keep = self.keep_bodies or key.startswith(NOT_PAYLOADS)  # markers are read back
+            self.objects[key] = StoredObject(body if keep else b"", kept)
             self.stats.puts += 1
             self.stats.first_put = self.stats.first_put or now
             self.stats.last_put = now

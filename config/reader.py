@@ -92,6 +92,10 @@ class EnvReader:
 
         return self._parse(name, default, "one of " + ", ".join(choices), parse)
 
+    def parsed(self, name: str, default: T, allowed: str, parse: Callable[[str], T]) -> T:
+        """A value of a form of its own: `parse` raises ValueError for a bad one."""
+        return self._parse(name, default, allowed, parse)
+
     def prefix(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:
             if raw.startswith("/") or ".." in raw.split("/"):

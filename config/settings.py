@@ -12,22 +12,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from config.choices import (
+    ACK_MODES,
+    BATCH_FORMATS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PARTITION_INVALID,
+    RATE_STORE_FAILURES,
+    S3_CHECKS,
+    SERVERS,
+    WAITRESS_THREADS,
+)
+from config.layout import PARTITION_BY_FORM, check_batch_format, check_prefixes, parse_partition_by
 from config.rate_store import FORM as RATE_STORE_FORM
 from config.rate_store import parse_rate_store, redact
 from config.reader import ConfigError, EnvReader
 from config.tenants import tenants_of
-
-SERVERS = ("granian", "waitress")
-S3_CHECKS = ("strict", "warn", "off")  # a failed write probe at start: exit 1, log, or no probe
-# Python threads per process that run requests under waitress (WEB_THREADS): it buffers whole
-# requests first, so a few threads keep its cores busy. granian runs mailroom as an ASGI app
-# on one event loop per worker: no request threads at all (a slow body holds a coroutine).
-WAITRESS_THREADS = 8
-ACK_MODES = ("queued", "stored")
-LOG_FORMATS = ("json", "text")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# RATE_STORE unreachable: "open" falls back to the per-box limit, "closed" refuses (429).
-RATE_STORE_FAILURES = ("open", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,10 @@ class Settings:
     s3_conditional_writes: bool = True
     batch_line_ids: bool = False
     s3_error_prefix: str = "errors/"
+    s3_state_prefix: str = "state/"  # the service's own objects: idempotency markers, the probe
+    partition_by: tuple[str, ...] = ()  # payload fields that become key segments name=value/
+    partition_invalid: str = "default"  # an unusable value: "default" partition, or "error"
+    batch_format: str = "ndjson"
     rate_store: str | None = None  # redis[s]://...: TENANT_RATE counted for the whole fleet
     rate_store_failure: str = "open"  # RATE_STORE unreachable: "open" per box, "closed" 429
     rate_store_timeout_ms: int = 50  # the longest one Redis round trip may take
@@ -99,6 +103,8 @@ class Settings:
             raise ConfigError(
                 f"AWS_ENDPOINT_URL_S3={endpoint!r} is not valid: expected http(s)://host[:port]"
             )
+        check_prefixes(self.s3_prefix, self.s3_error_prefix, self.s3_state_prefix)
+        check_batch_format(self.batch_format, self.batch_max_payloads, self.batch_gzip)
 
     @property
     def decompressed_limit(self) -> int:
@@ -147,6 +153,12 @@ class Settings:
             tenant_rate=reader.number("TENANT_RATE", d.tenant_rate, minimum=0, maximum=1e9),
             s3_conditional_writes=reader.boolean("S3_CONDITIONAL_WRITES", d.s3_conditional_writes),
             s3_error_prefix=reader.prefix("S3_ERROR_PREFIX", d.s3_error_prefix),
+            s3_state_prefix=reader.prefix("S3_STATE_PREFIX", d.s3_state_prefix),
+            partition_by=reader.parsed("PARTITION_BY", (), PARTITION_BY_FORM, parse_partition_by),
+            partition_invalid=reader.choice(
+                "PARTITION_INVALID", d.partition_invalid, PARTITION_INVALID
+            ),
+            batch_format=reader.choice("BATCH_FORMAT", d.batch_format, BATCH_FORMATS),
             batch_line_ids=reader.boolean("BATCH_LINE_IDS", d.batch_line_ids),
             tenant_burst=reader.integer("TENANT_BURST", 0, minimum=1) or None,
             tenant_share=reader.number("TENANT_SHARE", 0, minimum=0.01, maximum=1) or None,

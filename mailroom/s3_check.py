@@ -1,11 +1,21 @@
 """Can this process write to its bucket? Asked at start, and again while the answer is no.
 
 Wrong credentials or a missing bucket otherwise show only as payloads spooled one by one
-while `/healthz` says "ok". At start a probe object is written under the prefix
-(`<prefix>_mailroom/write-check`, overwritten each time: a write is what the service needs,
-and a role allowed to write may not be allowed to list). `S3_CHECK=strict` refuses to start
-when it fails; `warn` (the default) starts, logs it, and reports S3 unreachable in `/readyz`
-and `/healthz` until a probe or an upload works; `off` skips it.
+while `/healthz` says "ok". At start a probe object is written (a write is what the service
+needs, and a role allowed to write may not be allowed to list), overwritten each time.
+
+It goes under the state prefix (`<S3_STATE_PREFIX>write-check`), never the data prefix: a
+reader of `S3_PREFIX` must find payloads only. Writing there and deleting it afterwards was
+the other way; it was not taken because the object would still be visible to a reader
+listing the prefix meanwhile, a crash between the two would leave it for good, and the
+service would need `s3:DeleteObject`, which it otherwise never does. The state prefix is
+written anyway (idempotency markers), so the probe asks for no permission of its own; what
+it cannot tell is a policy that allows the state prefix and not the data prefix: the first
+upload shows that, and `/readyz` reports it.
+
+`S3_CHECK=strict` refuses to start when it fails; `warn` (the default) starts, logs it, and
+reports S3 unreachable in `/readyz` and `/healthz` until a probe or an upload works; `off`
+skips it.
 """
 
 from __future__ import annotations
@@ -14,18 +24,17 @@ import logging
 import threading
 from collections.abc import Callable
 
-from store import S3Object, S3Store
+from store import S3Store
 
 log = logging.getLogger("mailroom")
 
-PROBE = "_mailroom/write-check"
 RECHECK_SECONDS = 5.0
 
 
 def probe(store: S3Store) -> str | None:
     """Write the probe object; None if it worked, else why not (one line)."""
     try:
-        store.put(S3Object(f"{store.prefix}{PROBE}", b"mailroom write check\n"))
+        store.put(store.probe_object())
     except Exception as error:  # any failure to write is the answer
         return str(getattr(error, "cause", None) or error)
     return None

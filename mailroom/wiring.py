@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from config import Settings
 from store import S3Store, open_s3
 from store.embedded import EMBEDDED_BUCKET, EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedS3
+from store.partitions import Partitioner
 from store.spool import DeadLetterSpool, Destination
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,15 @@ def open_store(
     `connections` sizes the connection pool (default: one per uploader).
     """
     pool_size = max(connections or 0, settings.max_workers)
+    layout = {
+        "conditional_writes": settings.s3_conditional_writes,
+        "error_prefix": settings.s3_error_prefix,
+        "state_prefix": settings.s3_state_prefix,
+        "partitioner": Partitioner(
+            settings.partition_by, invalid_to_errors=settings.partition_invalid == "error"
+        ),
+        "batch_format": settings.batch_format,
+    }
     if not settings.uses_embedded_store:
         store = open_s3(
             bucket=settings.s3_bucket or "",
@@ -49,8 +59,7 @@ def open_store(
             pool_size=pool_size,
             endpoint_url=settings.s3_endpoint_url,
             direct_put=settings.s3_put == "direct",
-            conditional_writes=settings.s3_conditional_writes,
-            error_prefix=settings.s3_error_prefix,
+            **layout,
         )
         return StoreHandle(store, endpoint=settings.s3_endpoint_url)
     embedded = EmbeddedS3(settings.embedded_s3_port)
@@ -64,8 +73,7 @@ def open_store(
         credentials=EMBEDDED_CREDENTIALS,
         region=EMBEDDED_REGION,
         direct_put=settings.s3_put == "direct",
-        conditional_writes=settings.s3_conditional_writes,
-        error_prefix=settings.s3_error_prefix,
+        **layout,
     )
     if start_embedded:
         store.ensure_bucket()

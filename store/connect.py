@@ -11,6 +11,7 @@ from botocore.credentials import Credentials
 from botocore.handlers import add_expect_header
 
 from store.direct_put import DirectPut
+from store.partitions import Partitioner
 from store.s3 import CONNECT_TIMEOUT, READ_TIMEOUT, S3Store
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ def open_s3(
     direct_put: bool = True,
     conditional_writes: bool = True,
     error_prefix: str = "errors/",
+    state_prefix: str = "state/",
+    partitioner: Partitioner | None = None,
+    batch_format: str = "ndjson",
 ) -> S3Store:
     """The store for one bucket; fails at once, in one line, if there are no credentials."""
     session = boto3.session.Session(region_name=region)
@@ -99,4 +103,7 @@ def open_s3(
         direct=putter,
         conditional_writes=conditional_writes,
         error_prefix=error_prefix,
+        state_prefix=state_prefix,
+        partitioner=partitioner,
+        batch_format=batch_format,
     )

@@ -1,12 +1,12 @@
-"""Object keys: time-partitioned for map-reduce, safe whatever the client sends as version.
+"""Object keys: time-partitioned for map-reduce, safe whatever the client sends.
 
-Layout: ``{prefix}[tenant={tenant}/]dt=YYYY-MM-DD/hour=HH/version={version}/{ms}-{unique}.json``
-(`tenant=` only for a tenant's token; tenant names are configured, so they are safe).
-A payload sent with an Idempotency-Key goes under ``{prefix}[tenant=..]idempotent/version=
-{version}/{hash of tenant and key}-{index}.json`` instead: no time in it, so a resend lands on
-the same key whenever it comes.
-The time is when the payload was accepted (UTC), so a retry or a redelivery after a crash
-builds the very same key and overwrites instead of duplicating.
+One layout for every payload, single or batched, sent with an Idempotency-Key or not:
+``{prefix}[tenant={tenant}/]dt=YYYY-MM-DD/hour=HH/version={version}/[{field}={value}/...]
+{ms}-{unique}{suffix}`` (`tenant=` only for a tenant's token: tenant names are configured,
+so they are safe; the `field=value/` segments only with PARTITION_BY, made safe by
+`store/partitions.py`).
+The time is when the payload was (first) accepted, UTC, so a retry, a redelivery after a
+crash, the spool and a replay all build the very same key, and a conditional write finds it.
 """
 
 from __future__ import annotations
@@ -35,18 +35,14 @@ class ObjectKey:
     unique: str
     suffix: str = ".json"
     tenant: str | None = None
-    idempotent: bool = False  # `unique` comes from the client's Idempotency-Key: no time in it
+    partition: str = ""  # PARTITION_BY's segments, `device=a/region=b/`, already made safe
 
     def __str__(self) -> str:
         moment = time.gmtime(self.received_at)
         millis = int(self.received_at * 1000)
         tenant = f"tenant={self.tenant}/" if self.tenant else ""
-        if self.idempotent:  # the same key however late the collection is sent again
-            return (
-                f"{self.prefix}{tenant}idempotent/version={sanitise_version(self.version)}"
-                f"/{self.unique}{self.suffix}"
-            )
         return (
             f"{self.prefix}{tenant}dt={time.strftime('%Y-%m-%d', moment)}/hour={moment.tm_hour:02d}"
-            f"/version={sanitise_version(self.version)}/{millis}-{self.unique}{self.suffix}"
+            f"/version={sanitise_version(self.version)}/{self.partition}"
+            f"{millis}-{self.unique}{self.suffix}"
         )

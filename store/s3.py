@@ -1,19 +1,18 @@
-"""Writing payloads to S3 with one shared, tuned boto3 client."""
+"""Writing to S3 with one shared, tuned boto3 client (what to write: `store/layout.py`)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from store.direct_put import DirectPut, PutFailed, PutRejected
-from store.keys import ObjectKey
-from store.objects import S3Object, encode_batch, encode_document, encode_documents, encode_raw
+from store.layout import Layout
+from store.markers import read_marker
+from store.objects import S3Object
+from store.partitions import Partitioner
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -55,8 +54,8 @@ class StoreError(Exception):
         self.retryable = retryable
 
 
-class S3Store:
-    """Puts payload documents into one bucket, one object each."""
+class S3Store(Layout):
+    """Writes the objects its layout builds to one bucket, and reads back what it must."""
 
     def __init__(
         self,
@@ -67,76 +66,48 @@ class S3Store:
         *,
         conditional_writes: bool = True,
         error_prefix: str = "errors/",
+        state_prefix: str = "state/",
+        partitioner: Partitioner | None = None,
+        batch_format: str = "ndjson",
     ) -> None:
+        super().__init__(
+            prefix,
+            error_prefix=error_prefix,
+            state_prefix=state_prefix,
+            partitioner=partitioner,
+            batch_format=batch_format,
+        )
         self._client = client
         self._direct = direct
         self.bucket = bucket
-        self.prefix = prefix
         self.conditional_writes = conditional_writes
-        self.error_prefix = error_prefix
 
-    def object_for(
-        self,
-        document: Any,
-        *,
-        version: str,
-        received_at: float,
-        unique: str,
-        tenant: str | None = None,
-        idempotent: bool = False,
-    ) -> S3Object:
-        """Encode one payload under its key; the same facts always give the same object."""
-        key = ObjectKey(
-            self.prefix, version, received_at, unique, tenant=tenant, idempotent=idempotent
+    def first_accepted(self, marker: str, received_at: float) -> float:
+        """When the collection behind `marker` was first accepted, by any process anywhere:
+        `received_at` if this call is the first to claim it, else the time its marker holds.
+
+        With conditional writes the claim is one `If-None-Match: *` PUT (a read only when it
+        was there already), so two senders racing agree. Without them it is a read, then a
+        write if nothing was there: two senders within that gap may each keep their own time.
+        Raises StoreError (retryable) like any write.
+        """
+        claim = self.marker_object(marker, received_at)
+        for _ in range(2):  # a marker expired between our write and our read: claim again
+            if self.conditional_writes:
+                if self.put(claim):
+                    return received_at
+                body = self.read_optional(claim.key)
+            else:
+                body = self.read_optional(claim.key)
+                if body is None:
+                    self.put(claim)
+                    return received_at
+            if body is not None:
+                found = read_marker(claim.key, body)
+                return received_at if found is None else found
+        raise StoreError(
+            claim.key, "the marker vanished between its write and its read", retryable=True
         )
-        return S3Object(str(key), encode_document(document))
-
-    def error_object(
-        self,
-        document: Any,
-        *,
-        version: str,
-        received_at: float,
-        unique: str,
-        tenant: str | None,
-        error: str,
-        attempts: int,
-    ) -> S3Object:
-        """A dead letter in S3: the payload as received, in an envelope saying what failed
-        (as Firehose writes to its error prefix), under `S3_ERROR_PREFIX`."""
-        key = ObjectKey(self.error_prefix, version, received_at, unique, tenant=tenant)
-        envelope = {
-            "error": error,
-            "attempts": attempts,
-            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "received_at": received_at,
-            "version": version,
-            "tenant": tenant,
-            "payload_id": unique,
-            "raw": encode_raw(document),
-        }
-        return S3Object(str(key), orjson.dumps(envelope))
-
-    def encode(self, document: Any) -> bytes:
-        return encode_document(document)
-
-    def encode_all(self, documents: Sequence[Any]) -> list[bytes]:
-        return encode_documents(documents)
-
-    def batch_object(
-        self,
-        lines: list[bytes],
-        *,
-        version: str,
-        received_at: float,
-        unique: str,
-        gzipped: bool,
-        tenant: str | None = None,
-    ) -> S3Object:
-        """Many payloads in one object: one JSON document per line, gzipped if asked."""
-        suffix = ".ndjson.gz" if gzipped else ".ndjson"
-        key = ObjectKey(self.prefix, version, received_at, unique, suffix, tenant=tenant)
-        return S3Object(str(key), encode_batch(lines, gzipped=gzipped), len(lines))
 
     def put(self, obj: S3Object) -> bool:
         """Write one object: True if written, False if it was there already (conditional
@@ -199,6 +170,17 @@ class S3Store:
                 f"s3://{self.bucket}/{self.prefix}", str(error), retryable=True
             ) from None
         return keys
+
+    def read_optional(self, key: str) -> bytes | None:
+        """The object's body, or None if there is none; StoreError if S3 cannot say."""
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StoreError(key, f"S3 answered {error}", retryable=True) from error
+        except BotoCoreError as error:
+            raise StoreError(key, str(error), retryable=True) from error
 
     def read(self, key: str) -> bytes:
         try:

@@ -58,6 +58,7 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self.saved: dict[str, Any] = {}
+        self.markers: dict[str, float] = {}
         self.puts = 0
         self._lock = threading.Lock()
 
@@ -75,10 +76,19 @@ class RecordingStore:
         received_at: float,
         unique: str,
         tenant: str | None = None,
-        idempotent: bool = False,
     ) -> S3Object:
         where = f"{tenant}/" if tenant else ""
         return S3Object(f"{where}{version}/{unique}", orjson.dumps(document))
+
+    def partitions(self, documents: Any) -> None:
+        return None
+
+    def first_accepted(self, marker: str, received_at: float) -> float:
+        with self._lock:
+            return self.markers.setdefault(marker, received_at)
+
+    def marker_object(self, marker: str, received_at: float) -> S3Object:
+        return S3Object(f"markers/{marker}", orjson.dumps(received_at), payloads=0)
 
     def batch_object(
         self,
@@ -89,6 +99,8 @@ class RecordingStore:
         unique: str,
         gzipped: bool,
         tenant: str | None = None,
+        partition: Any = None,
+        rows: Any = None,
     ) -> S3Object:
         where = f"{tenant}/" if tenant else ""
         body = b"\n".join(lines) + b"\n"
@@ -191,15 +203,9 @@ class GatedStore(RecordingStore):
         received_at: float,
         unique: str,
         tenant: str | None = None,
-        idempotent: bool = False,
     ) -> S3Object:
         obj = super().object_for(
-            document,
-            version=version,
-            received_at=received_at,
-            unique=unique,
-            tenant=tenant,
-            idempotent=idempotent,
+            document, version=version, received_at=received_at, unique=unique, tenant=tenant
         )
         self._maybe_crash(document, obj.key)
         return obj
@@ -288,6 +294,25 @@ def sink_env(sink: Any, spool_dir: Path, **extra: str) -> dict[str, str]:
         "S3_CHECK": "off",
         **extra,
     }
+
+
+SINK_CREDENTIALS = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+
+
+def sink_store(sink: Any, **layout: Any) -> Any:
+    """A real S3Store writing to an S3Sink (bucket `sink`, prefix `payloads/`), with any
+    layout setting of `open_s3` (partitioner, batch_format, error_prefix, ...)."""
+    from store import open_s3
+
+    return open_s3(
+        bucket="sink",
+        prefix="payloads/",
+        pool_size=4,
+        endpoint_url=sink.endpoint,
+        credentials=SINK_CREDENTIALS,
+        region="us-east-1",
+        **layout,
+    )
 
 
 def post_collections(

@@ -61,11 +61,14 @@ def test_a_resent_collection_with_its_idempotency_key_is_stored_once(
     finally:
         code, log = second.stop()
     assert code == 0, log
-    idempotent = sorted(k for k in sink.objects if "/idempotent/" in k)
-    assert len(idempotent) == 6  # 3 payloads x 2 keys, however often sent
-    assert sink.stats.overwrites == 0 and sink.stats.precondition_failed == 6
+    stored = sorted(k for k in sink.objects if k.startswith("payloads/dt="))
+    assert len(stored) == 6  # 3 payloads x 2 keys, however often sent
+    markers = [k for k in sink.objects if k.startswith("state/idempotency/")]
+    assert len(markers) == 2  # one per collection as sent, outside the data prefix
+    assert sink.stats.overwrites == 0
     receipts = {r["key"] for r in answer.json()["receipts"]}
-    assert len(receipts) == 3 and receipts <= set(idempotent)
+    assert len(receipts) == 3 and receipts <= set(stored)
+    assert receipts == {r["key"] for r in later.json()["receipts"]}  # the same keys
 
 
 def test_receipts_name_the_keys_and_lines_that_exist(sink: S3Sink, tmp_path: Path) -> None:
@@ -222,7 +225,7 @@ def test_an_idempotency_key_reused_by_another_client_or_for_other_data_loses_not
     assert code == 0, log
     assert [r.status_code for r in (a, b, c)] == [200, 200, 200]
     assert [r.json()["repeat"] for r in (a, b, c)] == [False, False, False]
-    stored = [orjson.loads(obj.body) for obj in sink.objects.values()]
+    stored = [orjson.loads(o.body) for k, o in sink.objects.items() if k.startswith("payloads/")]
     assert sorted(d["amount"] for d in stored) == [
         100,
         101,
