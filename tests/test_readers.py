@@ -9,10 +9,6 @@ doc's `-- tested: <reader>` blocks against that copy, as a data engineer would a
 bucket. DuckDB reads a copy, not `s3://`, because its httpfs extension cannot be installed
 here (it is downloaded from extensions.duckdb.org at run time; this machine and CI reach
 package registries only, and PyPI's build of it does not match DuckDB 2.x): tests/reading.py.
-
-Modes marked `store18(...)` are layout changes of issue 18 being built on branch store18. They
-are strict xfails: each fails today for the reason it gives, and fails the suite (XPASS) once
-its feature lands, when the mark is to be removed.
 """
 
 from __future__ import annotations
@@ -38,16 +34,6 @@ from tests.support import ROOT, ServiceProcess, sink_env, wait_for
 
 PREFIX = "payloads/"  # S3_PREFIX's default, which sink_env keeps
 TENANT_TOKENS = {"acme": "k1", "beta": "k2"}
-
-
-def store18(what: str) -> pytest.MarkDecorator:
-    """Expected to fail until branch store18 lands `what`; a DuckDB error or a failed check
-    (not a bug in this file) is the expected failure."""
-    return pytest.mark.xfail(
-        strict=True,
-        raises=(duckdb.Error, AssertionError),
-        reason=f"issue 18: {what}, on branch store18",
-    )
 
 
 @dataclass(frozen=True)
@@ -149,7 +135,6 @@ class Mode:
     repeats: bool = False  # resends land twice; the reader's `lines` view holds every copy
     id_column: str | None = None  # a column holding each payload's id, one per payload
     outage: bool = False  # S3 down while posting: all spooled, then `mailroom replay`
-    marks: tuple[pytest.MarkDecorator, ...] = ()  # store18(...) for what is not built yet
 
 
 BATCHED = {"BATCH_MAX_PAYLOADS": "50", "BATCH_MAX_WAIT_MS": "100"}
@@ -167,8 +152,7 @@ MODES = [
         send_plain,
         reader="parquet",
         suffix=".parquet",
-        id_column="id",
-        marks=(store18("BATCH_FORMAT=parquet writes Parquet batches"),),
+        id_column="_mailroom_id",
     ),
     Mode("tenants", TENANTS, send_as_tenants, tenants=True),
     Mode(
@@ -176,12 +160,6 @@ MODES = [
         TENANTS,
         send_twice_with_keys,
         tenants=True,
-        marks=(
-            store18(
-                "payloads sent with an Idempotency-Key are under idempotent/, not in "
-                "dt=/hour= partitions"
-            ),
-        ),
     ),
     Mode(
         "line_ids",
@@ -199,7 +177,6 @@ MODES = [
         send_with_fields,
         suffix=".ndjson",
         partition_by=("device", "region"),
-        marks=(store18("PARTITION_BY adds field=value/ segments to the key"),),
     ),
     START_CHECK,
 ]
@@ -291,7 +268,7 @@ def expect_once(posted: list[Posted]) -> Counter[str]:
 # -- the tests -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", [pytest.param(m, id=m.name, marks=m.marks) for m in MODES])
+@pytest.mark.parametrize("mode", [pytest.param(m, id=m.name) for m in MODES])
 def test_a_reader_finds_every_accepted_payload_once_in_typed_partitions(
     mode: Mode, landings: Callable[[Mode], Landing]
 ) -> None:
@@ -323,8 +300,8 @@ def test_a_reader_finds_every_accepted_payload_once_in_typed_partitions(
         for name in mode.partition_by:  # a partition of the key, not only a payload field
             assert f"/{name}={payload.document[name]}/" in row["filename"], row
             assert row[name] == payload.document[name]
-    # Every object is one of this mode's (the probe aside: see the test after this one).
-    objects = [key for key in landing.keys if not key.startswith(f"{PREFIX}_mailroom/")]
+    # Every object under the prefix is one of this mode's: nothing but payloads.
+    objects = landing.keys  # nothing but payloads under the prefix
     assert all(key.endswith(mode.suffix) for key in objects), objects
     if mode.id_column:
         ids, distinct = con.execute(
@@ -337,15 +314,15 @@ def test_a_reader_finds_every_accepted_payload_once_in_typed_partitions(
         assert lines != expect_once(landing.posted)
 
 
-@store18("the start check's probe object payloads/_mailroom/write-check is under S3_PREFIX")
 def test_a_reader_of_the_data_prefix_reads_only_payloads(
     landings: Callable[[Mode], Landing],
 ) -> None:
-    """The issue's first bug: `read_json_auto('payloads/**/*')` stops at the probe object the
-    start check (S3_CHECK=warn, the default) leaves under the prefix."""
+    """The issue's first bug, gone: `read_json_auto('payloads/**/*')` stopped at the probe
+    object the start check (S3_CHECK=warn, the default) left under the prefix; it writes under
+    S3_STATE_PREFIX now."""
     landing = landings(START_CHECK)
     con = duckdb.connect()
-    run_reader(con, "whole_prefix", landing.bucket)
+    run_reader(con, "json", landing.bucket)  # the whole prefix: payloads/**/*
     uids = Counter(uid for (uid,) in con.execute("SELECT uid FROM payloads").fetchall())
     assert uids == expect_once(landing.posted)
     assert all(key.endswith(".json") and "/dt=" in key for key in landing.keys), landing.keys
@@ -376,5 +353,5 @@ def test_without_hive_types_duckdb_guesses_partition_types_from_the_values(
 
 def test_every_tested_block_of_the_doc_is_run() -> None:
     """A `-- tested:` block no test runs would be a doc that can drift unnoticed."""
-    readers = {mode.reader for mode in MODES} | {"whole_prefix"}
+    readers = {mode.reader for mode in MODES}
     assert set(doc_readers()) == readers
