@@ -66,6 +66,7 @@ class SinkStats:
     gets: int = 0
     precondition_failed: int = 0  # If-None-Match: * on a key already stored (412)
     lies: int = 0  # PUTs answered 200 without storing (the lie fault)
+    held: int = 0  # PUTs held unanswered by the hang fault (counted as they start waiting)
     first_put: float | None = None
     last_put: float | None = None
 
@@ -248,6 +249,9 @@ class S3Sink:
                 return "404 Not Found", {"Content-Type": "application/xml"}, NO_SUCH_KEY
             return "200 OK", {"ETag": f'"{hashlib.md5(found.body).hexdigest()}"'}, found.body
         if method == "PUT" and path.count("/") >= 2:
+            if time.monotonic() < self.faults.hang_until:
+                with self._lock:
+                    self.stats.held += 1
             while time.monotonic() < self.faults.hang_until:  # re-read: it may move or be reset
                 await asyncio.sleep(min(self.faults.hang_until - time.monotonic(), 0.05))
             if self.latency:

@@ -67,6 +67,7 @@ class Settings:
     server: str = "granian"
     header_timeout: float = 10.0
     body_timeout: float = 30.0  # granian: the whole body within this, else 408
+    body_memory_bytes: int = 64 * 1024 * 1024  # granian: bodies held at once per worker
     backlog: int = 2048
     max_connections: int = 10000
     s3_check: str = "warn"
@@ -223,6 +224,9 @@ class Settings:
             server=reader.choice("SERVER", d.server, SERVERS),
             header_timeout=reader.number("HEADER_TIMEOUT", d.header_timeout, minimum=1, maximum=60),
             body_timeout=reader.number("BODY_TIMEOUT", d.body_timeout, minimum=1, maximum=3600),
+            body_memory_bytes=reader.integer(
+                "BODY_MEMORY_BYTES", d.body_memory_bytes, minimum=65536, maximum=1 << 40
+            ),
             backlog=reader.integer("BACKLOG", d.backlog, minimum=128, maximum=65535),
             max_connections=reader.integer(
                 "MAX_CONNECTIONS", d.max_connections, minimum=16, maximum=1_000_000

@@ -59,8 +59,8 @@ class AccessLogWriter:
 
     def __call__(self, record: AccessRecord) -> None:
         self._waiting.append(record)
-        if len(self._waiting) > self._max_waiting:
-            self.flush()
+        if len(self._waiting) > self._max_waiting or self._stop.is_set():
+            self.flush()  # piled up (the output blocked), or after close: written at once
 
     def flush(self) -> None:
         """Format and write every record waiting now."""

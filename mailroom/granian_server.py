@@ -45,10 +45,11 @@ def serve_granian(settings: Settings) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir.name  # one /metrics for all workers
 
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
+    from mailroom.granian_worker import listen_from_the_fork
     from mailroom.wiring import open_spool, open_store
     from mailroom.workers import share_embedded_store
     from rates import check_rate_store, prepare_box
@@ -67,6 +68,7 @@ def serve_granian(settings: Settings) -> int:
             settings.rate_store_failure,
             extra={"event": "rate_store_unreachable"},
         )
+    listen_from_the_fork()  # each worker hears a stop signal from its first instant
     log.info(
         "starting granian with %d worker(s) on port %d",
         settings.web_concurrency,
@@ -78,6 +80,10 @@ def serve_granian(settings: Settings) -> int:
             "mailroom.granian_worker:worker_app",
             factory=True,
             interface=Interfaces.ASGI,
+            # HTTP/1.1 only. granian's default (auto) also speaks cleartext HTTP/2, where a
+            # stream its client reset after the body was taken for a whole body, and where
+            # connections that never send a byte are never closed (HEADER_TIMEOUT is HTTP/1's).
+            http=HTTPModes.http1,
             address=settings.host,
             port=settings.port,
             workers=settings.web_concurrency,

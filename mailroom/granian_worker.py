@@ -31,6 +31,7 @@ from mailroom.process import ServingProcess
 log = logging.getLogger("mailroom")
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 MALLOC_ARENAS = 2  # glibc gives each thread an arena of its own; keep few so RSS is given back
 
@@ -40,6 +41,7 @@ def worker_app() -> ASGIApp:
     from mailroom.metrics import MULTIPROC_ENV, forget_dead_processes
     from mailroom.process import build_process, stop_this_process
 
+    early = EARLY or EarlySignal()  # a stop asked for while this worker starts is not lost
     settings = Settings.from_env()  # the main process has checked it already
     configure_logging(settings.log_level, settings.log_format)
     _limit_malloc_arenas()
@@ -47,7 +49,7 @@ def worker_app() -> ASGIApp:
     process = build_process(
         settings, start_embedded=False, on_exhausted=stop_this_process, asgi=True
     )
-    stop = WorkerStop(process, settings.shutdown_timeout)
+    stop = WorkerStop(process, settings.shutdown_timeout, early)
     # Should granian end the worker without a lifespan shutdown, the drain still runs.
     multiprocessing.util.Finalize(None, stop.finish, exitpriority=100)
     process.log_start("granian", f"worker {os.getpid()}: ")
@@ -59,13 +61,53 @@ def worker_app() -> ASGIApp:
     return Lifespan(process.app, startup=startup, shutdown=stop.finish)
 
 
+EARLY: EarlySignal | None = None
+
+
+def listen_from_the_fork() -> None:
+    """Have each worker note a stop signal from its first instant (see `EarlySignal`): the
+    stop signals are blocked across granian's fork, and the new worker unblocks them only once
+    it listens, so one sent meanwhile waits for it instead of reaching a handler that would
+    change nothing. Called once in the main process, before granian starts its workers."""
+    os.register_at_fork(before=_block, after_in_parent=_unblock, after_in_child=_listen)
+
+
+def _block() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _unblock() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _listen() -> None:
+    global EARLY
+    EARLY = EarlySignal()
+    _unblock()
+
+
+class EarlySignal:
+    """SIGTERM or SIGINT while the worker is being built, before granian listens for them:
+    noted, to be acted on once it does (a forked worker would otherwise run its parent's
+    handler, which changes nothing here, and serve on until it is killed)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+
 class WorkerStop:
     """Drains this worker's mailroom from the moment SIGTERM (or SIGINT) arrives."""
 
-    def __init__(self, process: ServingProcess, timeout: float) -> None:
+    def __init__(self, process: ServingProcess, timeout: float, early: EarlySignal) -> None:
         self._process = process
         self._timeout = timeout
-        self._lock = threading.Lock()
+        self._early = early
+        self._lock = threading.RLock()  # the signal handler may interrupt `start` itself
         self._drain: threading.Thread | None = None
         self._since: float | None = None
         self._code = 0
@@ -74,11 +116,21 @@ class WorkerStop:
         """Listen for the stop signals (in the loop's thread, after granian set its own).
 
         asyncio hears a signal through its wakeup fd, whatever the Python-level handler is,
-        so granian's shutdown still runs when this handler replaces asyncio's no-op one."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        so granian's shutdown still runs when this handler replaces asyncio's no-op one. A
+        signal noted while the worker was being built is raised again now, for both."""
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        if self._early.signum is not None:
+            signal.raise_signal(self._early.signum)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Later stop signals are ignored from here on, at the kernel: on Heroku (and with
+        # Ctrl-C) each process gets the signal and the parent sends one more, and granian's
+        # handler hangs its worker, holding the GIL, when it is called a third time (its
+        # WorkerSignal sends on a channel of one that nothing reads any more). That hang
+        # froze the drain until granian killed the worker, payloads still in memory.
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         self.start(signal.Signals(signum).name)
 
     def start(self, why: str | None = None) -> None:
@@ -88,9 +140,10 @@ class WorkerStop:
                 return
             self._since = time.monotonic()
             self._process.draining.set()  # new POSTs: 503, their connection closed
-            self._drain = threading.Thread(target=self._run, args=(why,), name="drain")
-            self._drain.daemon = True
-            self._drain.start()
+            drain = threading.Thread(target=self._run, args=(why,), name="drain")
+            drain.daemon = True
+            self._drain = drain
+            drain.start()
 
     def _run(self, why: str | None) -> None:
         # Logged here, not in the handler: a signal handler runs inside whichever request's
@@ -105,11 +158,13 @@ class WorkerStop:
         self._code = self._process.stop(self._timeout - 1)
 
     def finish(self) -> None:
-        """Wait for the drain (starting it if no signal did); exit non-zero if it failed,
-        so granian sees the worker failed (and respawns it while serving)."""
+        """Wait for the drain (starting it if no signal did), then write the last access
+        lines and counts (the loop has answered its last request by now); exit non-zero if
+        it failed, so granian sees the worker failed (and respawns it while serving)."""
         self.start()
         assert self._drain is not None and self._since is not None
         self._drain.join(max(self._since + self._timeout - time.monotonic(), 0.1))
+        self._process.close_logs()
         if self._code:
             logging.shutdown()
             os._exit(self._code)

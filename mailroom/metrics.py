@@ -215,11 +215,17 @@ class Metrics:
     def escalated(self) -> None:
         self.escalations.inc()
 
-    def sample_every(self, seconds: float, read: Callable[[], dict]) -> threading.Thread:
-        """Refresh the gauges from `read()` (the /healthz snapshot) in a daemon thread."""
+    def sample_every(
+        self, seconds: float, read: Callable[[], dict], chore: Callable[[], None] | None = None
+    ) -> threading.Thread:
+        """Refresh the gauges from `read()` (the /healthz snapshot) in a daemon thread, doing
+        `chore` first each time (the rate store's recheck: it may wait on the network)."""
 
         def loop() -> None:
             while True:
+                if chore is not None:
+                    with contextlib.suppress(Exception):  # it must not end the sampling
+                        chore()
                 try:
                     state = read()
                     for slot in state["slots"]:

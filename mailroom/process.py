@@ -85,6 +85,12 @@ class ServingProcess:
         if self.system.batching:
             self.system.dispatcher().tell_together(lambda tell: loop.call_later(TELL_EVERY, tell))
 
+    def close_logs(self) -> None:
+        """Once no request is answered any more: the last access lines and counts written."""
+        if self.access is not None:
+            self.access.close()
+        self.metrics.save_tally()
+
     def stop(self, timeout: float) -> int:
         """Drain the actors within `timeout` s; return the exit code (1 after a failure)."""
         self.draining.set()
@@ -92,7 +98,7 @@ class ServingProcess:
         lost = self.system.drain(max(timeout, 1.0))
         self.handle.close()
         if self.access is not None:
-            self.access.close()  # every line of every answered request written
+            self.access.flush()  # requests may still be answered (granian): see close_logs
         self.metrics.save_tally()
         took = time.monotonic() - started
         if self.system.gave_up is not None or lost:
@@ -152,7 +158,7 @@ def build_process(
     report = CachedReport(
         lambda: {**health_report(system, spool), "rates": limiter.status()}, max_age=1.0
     )
-    metrics.sample_every(1.0, report.get)
+    metrics.sample_every(1.0, report.get, chore=limiter.recheck)
     access = open_access_log(settings)
     app = (create_asgi_app if asgi else create_app)(
         system.dispatcher(),

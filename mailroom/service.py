@@ -50,6 +50,7 @@ def serve(settings: Settings, worker: int | None = None) -> int:
         stopping.disarm()
         elapsed = time.monotonic() - (stopping.since or time.monotonic())
         code = process.stop(settings.shutdown_timeout - elapsed)
+        process.close_logs()  # waitress answered its last request before the drain
     took = time.monotonic() - (stopping.since or time.monotonic())
     log.info("shut down in %.1fs", took, extra={"event": "stopped", "exit_code": code})
     return code

@@ -154,6 +154,9 @@ class BoxRates:
     def status(self) -> dict[str, Any]:
         return {"store": self.store, "in_force": self.store, "rate": self.rate, "burst": self.burst}
 
+    def recheck(self) -> None:
+        return None  # nothing to fail
+
     def close(self) -> None:
         _OPEN.discard(self)
         self._map.close()

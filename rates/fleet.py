@@ -127,6 +127,19 @@ class FleetRates:
             excess = self._keep(state, payloads)
         self._return(tenant, excess)
 
+    def recheck(self) -> None:
+        """While Redis is failing, try it (a PING, within the timeout) once the backoff has
+        passed, as a request would: the fleet limit, /healthz and the failing gauge come back
+        with Redis even when no tenant is sending."""
+        if not self.failover.failing or not self.failover.usable():
+            return
+        try:
+            self.buckets.ping()
+        except STORE_ERRORS as error:
+            self.failover.failed(error)
+        else:
+            self.failover.succeeded()
+
     def status(self) -> dict[str, Any]:
         failing = self.failover.failing
         if not failing:

@@ -39,6 +39,11 @@ class Limiter(Protocol):
         """For /healthz: the store in force, and whether the fleet store is reachable."""
         ...
 
+    def recheck(self) -> None:
+        """Try a failing store again if its backoff has passed, so that /healthz and the
+        metrics see it back without tenant traffic (a thread calls it once a second)."""
+        ...
+
 
 class NoLimit:
     """TENANT_RATE=0: every collection is taken; no lock, no file, no Redis round trip."""
@@ -58,6 +63,9 @@ class NoLimit:
 
     def status(self) -> dict[str, Any]:
         return {"store": "none", "in_force": "none", "rate": 0.0, "burst": 0}
+
+    def recheck(self) -> None:
+        return None
 
 
 def slot_name(tenant: str | None) -> str:

@@ -90,6 +90,10 @@ class RedisBuckets:
         self._prefix = prefix
         self._script = client.register_script(SCRIPT)
 
+    def ping(self) -> None:
+        """Does Redis answer (within the client's timeout)? Raises the client's error if not."""
+        self._client.ping()
+
     def take(self, tenant: str | None, need: int, block: int) -> Grant:
         """Take `need` payloads (and up to `block`, when the bucket holds them), or none."""
         granted, wait_micros, level_millis = self._run(tenant, need, block, "take")

@@ -125,7 +125,9 @@ class ServiceProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> ServiceProcess:
+    def start(self, timeout: float = 30, *, ready: bool = True) -> ServiceProcess:
+        """Start it (in a process group of its own, as a dyno's processes are: `signal_all`
+        signals every process of it); wait until it answers, unless `ready` is False."""
         self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailroom", "serve"],
@@ -134,9 +136,17 @@ class ServiceProcess:
             stdout=self._output,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
-        wait_for(self._ready, timeout=timeout, interval=0.1)
+        if ready:
+            wait_for(self._ready, timeout=timeout, interval=0.1)
         return self
+
+    def signal_all(self, signum: int) -> None:
+        """Signal every process of the service at once, as Heroku does at a dyno's stop (and a
+        terminal at Ctrl-C): each worker gets it beside what its parent passes on."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signum)
 
     def log(self) -> str:
         """Everything the service has logged so far."""

@@ -206,3 +206,51 @@ def test_sigterm_during_an_outage_with_stored_acks_waiting_exits_within_shutdown
 
 def health(service: ServiceProcess) -> dict:
     return requests.get(service.url + "/healthz", timeout=5).json()
+
+
+def test_bodies_past_body_memory_bytes_are_refused_at_once_unread(
+    sink: S3Sink, tmp_path: Path
+) -> None:
+    """Bounded memory however many large bodies arrive together: what does not fit in
+    BODY_MEMORY_BYTES is answered 503 before its body is read, the rest go on."""
+    env = sink_env(
+        sink,
+        tmp_path / "spool",
+        SERVER="granian",
+        MAX_BODY_BYTES=str(100_000),
+        BODY_MEMORY_BYTES=str(250_000),  # two bodies of 100,000 fit, a third does not
+    )
+    service = ServiceProcess(env).start()
+    try:
+        socks = []
+        for _ in range(3):  # three large bodies, each trickling: two fit, one does not
+            sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            sock.sendall(head(100_000) + b" " * 1000)
+            socks.append(sock)
+        refused, held = [], []
+        for sock in socks:
+            sock.settimeout(2)
+            try:
+                refused.append(sock.recv(65536))
+            except TimeoutError:  # still reading its body: answered nothing
+                held.append(sock)
+        assert len(refused) == 1 and len(held) == 2, refused
+        assert refused[0].startswith(b"HTTP/1.1 503"), refused[0][:200]
+        assert b"BODY_MEMORY_BYTES" in refused[0]
+        small = requests.post(service.url + "/payloads", data=BODY, timeout=5, headers=JSON_TYPE)
+        assert small.status_code == 202  # a small body still fits beside them
+        for sock in socks:
+            sock.close()
+        # Their memory is given back: two more large bodies are read (and refused as JSON).
+        for _ in range(2):
+            answer = requests.post(
+                service.url + "/payloads", data=b" " * 100_000, timeout=5, headers=JSON_TYPE
+            )
+            assert answer.status_code == 400, answer.text
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert sink.payload_count() == 40
+
+
+JSON_TYPE = {"Content-Type": "application/json"}

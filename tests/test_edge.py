@@ -191,3 +191,39 @@ def test_a_bad_bearer_token_and_a_gzip_ndjson_body_over_a_real_socket(sink, tmp_
     stored = sorted(orjson.loads(obj.body)["n"] for obj in sink.objects.values())
     assert stored == [1, 2, 3]
     assert all(key.startswith("payloads/tenant=acme/") for key in sink.objects)
+
+
+def test_http_1_0_clients_are_served(service, sink) -> None:
+    """nginx speaks HTTP/1.0 to its upstreams by default (granian named it "1", which Falcon
+    refused with a 500 to every request)."""
+    _, live = exchange(service.port, b"GET /livez HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert live.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), live[:200]
+    body = b'{"version":"1","token":"t","data":[{"n":1}]}'
+    _, posted = exchange(
+        service.port,
+        b"POST /payloads HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    assert posted.startswith((b"HTTP/1.0 202", b"HTTP/1.1 202")), posted[:200]
+    wait_for(lambda: sink.payload_count() == 1, timeout=10)
+
+
+@pytest.mark.parametrize("server", ["granian"])
+def test_only_http_1_is_spoken_and_a_silent_connection_is_closed(sink, tmp_path, server) -> None:
+    """No cleartext HTTP/2 (where a stream its client reset after the body passed for a whole
+    body), and a connection that never sends a byte is closed after HEADER_TIMEOUT like one
+    that trickles its headers (under HTTP/2 negotiation it was kept for ever)."""
+    env = sink_env(sink, tmp_path / "spool", SERVER=server, HEADER_TIMEOUT="1")
+    service = ServiceProcess(env).start()
+    try:
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+        _, answer = exchange(service.port, preface, wait=3)
+        assert not answer.startswith(bytes.fromhex("000000")), answer[:50]  # no SETTINGS frame
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as silent:
+            started = time.monotonic()
+            assert silent.recv(1) == b""  # closed by the server, nothing sent either way
+            assert time.monotonic() - started < 1 + 3
+    finally:
+        code, log = service.stop()
+    assert code == 0, log

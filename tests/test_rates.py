@@ -503,3 +503,23 @@ def test_check_rate_store_says_whether_redis_answers(redis_server: RedisServer) 
     redis_server.stop()
     line = check_rate_store(Settings.from_env(env))
     assert line is not None and "does not answer" in line
+
+
+def test_a_recovered_redis_is_seen_without_tenant_traffic(redis_server: RedisServer) -> None:
+    """/healthz and the failing gauge follow Redis back with no tenant sending: the sampler's
+    recheck tries it once the backoff has passed (tried as an operator would, it stayed
+    "failing" for minutes after Redis answered PING again)."""
+    limiter = fleet_limiter(redis_server.url)
+    assert limiter.take("acme", 1) == 0.0
+    redis_server.stop()
+    limiter.take("acme", BURST)  # asks Redis (its block is spent): fails, falls back per box
+    assert limiter.status()["redis"]["failing"] == "open"
+    limiter.recheck()  # within the backoff: not tried again
+    assert limiter.failover.failures == 1
+    redis_server.start()
+    deadline = time.monotonic() + 15
+    while limiter.failover.failing and time.monotonic() < deadline:
+        limiter.recheck()  # what the sampler thread does once a second
+        time.sleep(0.1)
+    assert limiter.status()["redis"]["failing"] is None
+    assert limiter.status()["in_force"] == "redis"

@@ -66,7 +66,9 @@ def access_line(record: AccessRecord) -> tuple[str, dict[str, Any]]:
 
 
 def printable(text: str, limit: int) -> str:
-    """Client input, kept to one short line: control characters escaped, length capped."""
+    """Client input, kept to one short line: control characters escaped, and the length
+    capped after escaping (an escaped character takes up to 10), so that a whole access line
+    stays within one atomic pipe write."""
     if len(text) <= limit and text.isprintable():
         return text
-    return ascii(text[:limit])[1:-1]
+    return ascii(text[:limit])[1:-1][:limit]

@@ -121,7 +121,7 @@ class Admission:
         if refusal is None:
             return None
         log.debug("refused a collection before reading it: %s", refusal)
-        return self._overloaded(refusal, unread=not skippable(head))
+        return self.overloaded(refusal, unread=not skippable(head))
 
     def accept(self, submission: Submission, wait: float) -> bytes:
         """Admit the collection (ACK_MODE=queued); the 202's body. `wait` is what the tenant's
@@ -192,9 +192,11 @@ class Admission:
         if refused.tenant_limited:
             share = "holding its whole share of the mailboxes (TENANT_SHARE)"
             return self._too_many(tenant, share, 1.0)
-        return self._overloaded(refused.reason)
+        return self.overloaded(refused.reason)
 
-    def _overloaded(self, reason: str, *, unread: bool = False) -> JSONError:
+    def overloaded(self, reason: str, *, unread: bool = False) -> JSONError:
+        """503: none of it accepted, retry later (the connection closed if its body is
+        still on the wire and the server lets the app close it)."""
         headers = {"Retry-After": self._retry_after}
         if unread:  # the body is still on the wire: the connection cannot carry another request
             headers = self._closing(headers)

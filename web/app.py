@@ -149,7 +149,10 @@ def create_asgi_app(
     app = falcon.asgi.App(middleware=[parts.middleware])
     _configure(app, _handle_unexpected_async)
     payloads = AsyncPayloadsResource(
-        parts.intake, parts.admission, body_timeout=settings.body_timeout
+        parts.intake,
+        parts.admission,
+        body_timeout=settings.body_timeout,
+        body_memory=settings.body_memory_bytes,
     )
     app.add_route("/payloads", payloads)
     for path, resource in _gets(parts, settings, metrics):

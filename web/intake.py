@@ -184,7 +184,7 @@ class Intake:
             client = self._tokens.identify(collection.token)
             if client is None:
                 log.debug("refused a collection: its token is not accepted")
-                raise JSONError(falcon.HTTP_401, "unauthorized", UNAUTHORIZED)
+                raise JSONError(falcon.HTTP_401, "unauthorized", UNAUTHORIZED, headers=CHALLENGE)
         elif (
             self._tokens.enforced
             and collection.token is not None

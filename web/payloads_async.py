@@ -21,6 +21,7 @@ import falcon.asgi
 
 from rates import Limiter
 from web.admission import Admission, Tracking, skippable
+from web.body_memory import BodyMemory
 from web.errors import JSONError
 from web.intake import Head, Intake
 
@@ -66,14 +67,19 @@ class HeadersFirst:
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "http":
             receive = scope["mailroom.body"] = BodyWatch(receive)
+            if scope["http_version"] == "1":  # granian's name for HTTP/1.0, which Falcon
+                scope["http_version"] = "1.0"  # refuses (a 500 to every nginx default)
         return self._app(scope, receive, send)
 
 
 class AsyncPayloadsResource:
-    def __init__(self, intake: Intake, admission: Admission, *, body_timeout: float) -> None:
+    def __init__(
+        self, intake: Intake, admission: Admission, *, body_timeout: float, body_memory: int
+    ) -> None:
         self._intake = intake
         self._admission = admission
         self._deadlines = BodyDeadlines(body_timeout)
+        self._memory = BodyMemory(body_memory)
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         admission = self._admission
@@ -82,13 +88,28 @@ class AsyncPayloadsResource:
             if skippable(head):
                 await self._deadlines.read(req, head.content_length or 0)
             raise refused
+        size = self._intake.max_body + 1 if head.content_length is None else head.content_length
+        if not self._memory.reserve(size):
+            raise admission.overloaded(
+                f"this worker holds BODY_MEMORY_BYTES ({self._memory.limit}) of bodies being read",
+                unread=True,
+            )
+        try:
+            await self._accept(req, resp, head)
+        finally:
+            self._memory.release(size)
+
+    async def _accept(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, head: Head
+    ) -> None:
+        admission = self._admission
         body = await self._deadlines.read(req, self._intake.max_body + 1)
         if len(body) <= self._intake.max_body and not _whole(req, head, body):
             raise JSONError(
                 falcon.HTTP_400,
                 "incomplete_body",
-                "the body ended before it was complete (the client went away); nothing was "
-                "accepted",
+                "the body ended before it was complete (the client went away, or its chunked "
+                "framing was broken); nothing was accepted",
                 headers={"Connection": "close"},
             )
         submission = self._intake.read(head, body)
