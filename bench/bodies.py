@@ -10,7 +10,7 @@ import gzip
 from dataclasses import dataclass
 
 VERSION = "1.4.2"
-TOKEN = "bench"  # INGEST_TOKENS in bench/run.py's SINK_ENV
+TOKEN = "bench"  # INGEST_TOKENS in bench/scenarios.py's SINK_ENV
 PAYLOADS = (
     '{"device":"sensor-0042","temp":21.5,"ts":1732800000,"tags":["a","b"]}',
     '{"device":"sensor-0043","temp":19.0,"ts":1732800001,"tags":["c"]}',

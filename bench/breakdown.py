@@ -44,7 +44,8 @@ from pathlib import Path
 
 from bench.bodies import JSON_POST
 from bench.measure import CLOCK_TICKS, tree
-from bench.run import BATCHED, ROOT, SINK_ENV, answers, ensure_wrk, start_sink, wrk_script
+from bench.run import answers, ensure_wrk, start_sink
+from bench.scenarios import BATCHED, ROOT, SINK_ENV, wrk_script
 from tests.support import free_port, wait_for
 
 # The part a sample belongs to: the innermost frame naming one of these (qualified names as

@@ -30,7 +30,8 @@ import orjson
 import requests
 
 from bench.results import verdict_text
-from bench.run import NOT_INHERITED, ROOT, SINK_ENV, start_sink
+from bench.run import start_sink
+from bench.scenarios import NOT_INHERITED, ROOT, SINK_ENV
 from config import Settings
 from mailroom.wiring import destination_of
 from store.objects import S3Object
