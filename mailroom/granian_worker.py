@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from config import Settings
+from mailroom.heap import freeze_start_up
 from mailroom.logs import configure_logging
 from mailroom.process import ServingProcess
 
@@ -57,6 +58,7 @@ def worker_app() -> ASGIApp:
     def startup() -> None:
         stop.arm()
         process.on_event_loop(asyncio.get_running_loop())
+        freeze_start_up()
 
     return Lifespan(process.app, startup=startup, shutdown=stop.finish)
 

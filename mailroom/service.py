@@ -14,6 +14,7 @@ import logging
 import time
 
 from config import Settings
+from mailroom.heap import freeze_start_up
 from mailroom.process import build_process, stop_this_process
 from mailroom.signals import Stopping
 from web.server import closing_connections_when, make_server
@@ -42,6 +43,7 @@ def serve(settings: Settings, worker: int | None = None) -> int:
         )
         stopping.install()
         process.log_start("waitress", "" if worker is None else f"worker {worker}: ")
+        freeze_start_up()
         server.run()
         stopping.disarm()
         server.close()

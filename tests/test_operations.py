@@ -102,6 +102,27 @@ def test_logs_are_json_carry_request_ids_and_never_a_token(sink, tmp_path) -> No
     assert SECRET not in log
 
 
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_each_serving_process_keeps_its_start_up_heap_out_of_collections(
+    sink, tmp_path, server: str
+) -> None:
+    """Full collections walking start-up's objects stalled a worker by tens of ms under load
+    (docs/benchmarks.md): each serving process freezes them before its first request."""
+    env = sink_env(sink, tmp_path / "spool", SERVER=server, WEB_CONCURRENCY="2", LOG_LEVEL="DEBUG")
+    env.pop("LOG_FORMAT", None)
+    service = ServiceProcess(env).start()
+    try:
+        answers = post_collections(service.url, [[{"n": i}] for i in range(20)])
+        assert {status for status, _ in answers} == {202}
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    frozen = [r for r in json_lines(log) if r.get("event") == "heap_frozen"]
+    assert len({r["process"] for r in frozen}) == 2, frozen  # each worker, once
+    assert all(r["frozen"] > 10_000 for r in frozen), frozen  # the imports, the actors
+    assert sink.payload_count() == 20
+
+
 def test_without_ingest_tokens_the_start_warns(sink, tmp_path) -> None:
     service = ServiceProcess(sink_env(sink, tmp_path / "spool")).start()
     code, log = service.stop()
