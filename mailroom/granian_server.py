@@ -45,7 +45,7 @@ def serve_granian(settings: Settings) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir.name  # one /metrics for all workers
 
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
@@ -80,6 +80,9 @@ def serve_granian(settings: Settings) -> int:
             "mailroom.granian_worker:worker_app",
             factory=True,
             interface=Interfaces.ASGI,
+            # uvloop, named rather than granian's `auto` (which prefers rloop if present):
+            # measured against asyncio and rloop, the most requests for the least CPU.
+            loop=Loops.uvloop,
             # HTTP/1.1 only. granian's default (auto) also speaks cleartext HTTP/2, where a
             # stream its client reset after the body was taken for a whole body, and where
             # connections that never send a byte are never closed (HEADER_TIMEOUT is HTTP/1's).

@@ -57,8 +57,16 @@ def worker_app() -> ASGIApp:
 
     def startup() -> None:
         stop.arm()
-        process.on_event_loop(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        process.on_event_loop(loop)
         freeze_start_up()
+        kind = type(loop).__module__.split(".")[0]  # uvloop, as granian_server.py asks
+        log.debug(
+            "worker %d: answering on an %s event loop",
+            os.getpid(),
+            kind,
+            extra={"event": "event_loop", "loop": kind},
+        )
 
     return Lifespan(process.app, startup=startup, shutdown=stop.finish)
 

@@ -103,11 +103,12 @@ def test_logs_are_json_carry_request_ids_and_never_a_token(sink, tmp_path) -> No
 
 
 @pytest.mark.parametrize("server", ["granian", "waitress"])
-def test_each_serving_process_keeps_its_start_up_heap_out_of_collections(
+def test_serving_processes_freeze_their_start_up_heap_and_granian_runs_uvloop(
     sink, tmp_path, server: str
 ) -> None:
     """Full collections walking start-up's objects stalled a worker by tens of ms under load
-    (docs/benchmarks.md): each serving process freezes them before its first request."""
+    (docs/benchmarks.md): each serving process freezes them before its first request. And
+    granian's workers run uvloop, which served more for less CPU than asyncio's loop."""
     env = sink_env(sink, tmp_path / "spool", SERVER=server, WEB_CONCURRENCY="2", LOG_LEVEL="DEBUG")
     env.pop("LOG_FORMAT", None)
     service = ServiceProcess(env).start()
@@ -117,10 +118,14 @@ def test_each_serving_process_keeps_its_start_up_heap_out_of_collections(
     finally:
         code, log = service.stop()
     assert code == 0, log
-    frozen = [r for r in json_lines(log) if r.get("event") == "heap_frozen"]
+    records = json_lines(log)
+    frozen = [r for r in records if r.get("event") == "heap_frozen"]
     assert len({r["process"] for r in frozen}) == 2, frozen  # each worker, once
     assert all(r["frozen"] > 10_000 for r in frozen), frozen  # the imports, the actors
     assert sink.payload_count() == 20
+    if server == "granian":  # each worker's loop is uvloop's (docs/benchmarks.md)
+        loops = [r["loop"] for r in records if r.get("event") == "event_loop"]
+        assert loops == ["uvloop", "uvloop"], loops
 
 
 def test_without_ingest_tokens_the_start_warns(sink, tmp_path) -> None:
