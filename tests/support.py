@@ -348,3 +348,18 @@ def post_collections(
 
     with ThreadPoolExecutor(clients) as pool:
         return list(pool.map(send, collections))
+
+
+def replay_spool(env: dict[str, str]) -> str:
+    """Run `mailroom replay` as an operator would, with `env` over this one's; it must exit
+    0; returns what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mailroom", "replay"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -14,22 +14,17 @@ import requests
 from actors import ActorSystem, Collection
 from actors.retry import RestartPolicy
 from bench.s3sink import S3Sink
-from store import S3Object, StoreError, open_s3
+from store import S3Object, StoreError
 from store.spool import DeadLetterSpool
-from tests.support import ROOT, ServiceProcess, sink_destination, sink_env, wait_for
-
-CREDENTIALS = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
-
-
-def sink_store(sink: S3Sink):
-    return open_s3(
-        bucket="sink",
-        prefix="payloads/",
-        pool_size=2,
-        endpoint_url=sink.endpoint,
-        credentials=CREDENTIALS,
-        region="us-east-1",
-    )
+from tests.support import (
+    ROOT,
+    ServiceProcess,
+    replay_spool,
+    sink_destination,
+    sink_env,
+    sink_store,
+    wait_for,
+)
 
 
 def post(url: str, data: list[dict], **headers: str) -> requests.Response:
@@ -105,16 +100,7 @@ def test_a_replay_of_objects_that_already_landed_overwrites_nothing(
     spool.write(  # the same keys, spooled by a drain that did not know they had landed
         [S3Object(obj.key, b'{"second":1}') for obj in landed], reason="test"
     )
-    env = {**os.environ, **sink_env(sink, spool.directory)}
-    done = subprocess.run(
-        [sys.executable, "-m", "mailroom", "replay"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    replay_spool(sink_env(sink, spool.directory))
     assert spool.files() == []
     assert all(sink.objects[obj.key].body == obj.body for obj in landed)  # the first write
     assert sink.stats.overwrites == 0 and sink.stats.precondition_failed == 5

@@ -99,6 +99,22 @@ def payloads_by_key(sink: S3Sink, prefix: str) -> dict[str, list[dict[str, Any]]
     return found
 
 
+def post_stored_and_stop(env: dict[str, str], documents: list[Any]) -> None:
+    """Serve with `env` (ACK_MODE=stored), post one collection, stop: it must be answered 200
+    (every payload in S3) and the service exit 0."""
+    service = ServiceProcess(env).start()
+    try:
+        answer = requests.post(
+            service.url + "/payloads",
+            json={"version": "1", "token": "t", "data": documents},
+            timeout=15,
+        )
+    finally:
+        code, log = service.stop()
+    assert code == 0, log
+    assert answer.status_code == 200, answer.text
+
+
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batched-gzip"])
 def test_hostile_values_land_once_each_under_safe_keys(
     sink: S3Sink, tmp_path: Path, batched: bool
@@ -111,17 +127,7 @@ def test_hostile_values_land_once_each_under_safe_keys(
     env = sink_env(sink, tmp_path / "spool", ACK_MODE="stored", PARTITION_BY="device", **extra)
     documents = [{"n": n, "device": value} for n, value in enumerate(HOSTILE)]
     documents.append({"n": len(HOSTILE)})  # no device at all
-    service = ServiceProcess(env).start()
-    try:
-        answer = requests.post(
-            service.url + "/payloads",
-            json={"version": "1", "token": "t", "data": documents},
-            timeout=15,
-        )
-    finally:
-        code, log = service.stop()
-    assert code == 0, log
-    assert answer.status_code == 200, answer.text
+    post_stored_and_stop(env, documents)
     stored = payloads_by_key(sink, "payloads/")
     assert set(sink.objects) == set(stored)  # no key outside the data prefix
     seen = sorted(doc["n"] for docs in stored.values() for doc in docs)
@@ -158,17 +164,7 @@ def test_unusable_values_go_to_the_error_prefix_when_asked(
         {"device": ["d", 1], "region": "eu"},
         {"device": True, "region": LONG},
     ]
-    service = ServiceProcess(env).start()
-    try:
-        answer = requests.post(
-            service.url + "/payloads",
-            json={"version": "1", "token": "t", "data": documents},
-            timeout=15,
-        )
-    finally:
-        code, log = service.stop()
-    assert code == 0, log
-    assert answer.status_code == 200, answer.text
+    post_stored_and_stop(env, documents)
     data = payloads_by_key(sink, "payloads/")
     misfits = payloads_by_key(sink, "errors/partition_invalid/")
     assert sorted(len(docs) for docs in data.values()) == [1, 1]

@@ -13,9 +13,6 @@ package registries only, and PyPI's build of it does not match DuckDB 2.x): test
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +27,7 @@ import requests
 
 from bench.s3sink import S3Sink
 from tests.reading import doc_readers, mirror, run_reader
-from tests.support import ROOT, ServiceProcess, sink_env, wait_for
+from tests.support import ServiceProcess, replay_spool, sink_env, wait_for
 
 PREFIX = "payloads/"  # S3_PREFIX's default, which sink_env keeps
 TENANT_TOKENS = {"acme": "k1", "beta": "k2"}
@@ -200,17 +197,9 @@ def holds_nothing(url: str) -> bool:
     return requests.get(url + "/healthz", timeout=5).json()["held"] == 0
 
 
-def replay(env: Mapping[str, str], payloads: int) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mailroom", "replay"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"holding {payloads} payload(s) landed" in done.stdout, done.stdout
+def replay(env: dict[str, str], payloads: int) -> None:
+    printed = replay_spool(env)
+    assert f"holding {payloads} payload(s) landed" in printed, printed
 
 
 def land(mode: Mode, workdir: Path) -> Landing:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +13,14 @@ import requests
 
 from bench.s3sink import S3Sink
 from store.spool import DeadLetterSpool
-from tests.support import ANYWHERE, ROOT, ServiceProcess, post_collections, sink_env, wait_for
+from tests.support import (
+    ANYWHERE,
+    ServiceProcess,
+    post_collections,
+    replay_spool,
+    sink_env,
+    wait_for,
+)
 
 
 def identity(document: dict) -> tuple:
@@ -35,6 +38,46 @@ def spooled_documents(spool_dir: Path) -> list[dict]:
     return [orjson.loads(obj.body) for obj in DeadLetterSpool(spool_dir, ANYWHERE).waiting()]
 
 
+class Posters:
+    """Clients posting 3-payload collections (at most 5,000 each) until stopped: the payloads
+    answered 202 in `acked`, the error code of each 503 in `errors`."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url = url
+        self.acked: list[dict] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._post, args=(i,)) for i in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _post(self, number: int) -> None:
+        with requests.Session() as http:
+            for n in range(5000):
+                if self._stop.is_set():
+                    return
+                data = [{"client": number, "n": n, "i": i} for i in range(3)]
+                try:
+                    answer = http.post(
+                        self.url + "/payloads",
+                        json={"version": "1", "token": "t", "data": data},
+                        timeout=5,
+                    )
+                except requests.RequestException:
+                    time.sleep(0.01)
+                    continue
+                if answer.status_code == 202:
+                    self.acked.extend(data)
+                elif answer.status_code == 503:
+                    self.errors.append(answer.json()["error"])
+                    time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
 @pytest.mark.parametrize("server", ["granian", "waitress"])
 def test_sigterm_under_load_exits_in_time_and_loses_nothing(
     sink: S3Sink, tmp_path: Path, server: str
@@ -45,34 +88,8 @@ def test_sigterm_under_load_exits_in_time_and_loses_nothing(
         sink, spool_dir, SERVER=server, MAX_WORKERS="2", MAX_QUEUE="40", SHUTDOWN_TIMEOUT="6"
     )
     service = ServiceProcess(env).start()
-    acked: list[dict] = []
-    errors: list[str] = []
-    stop_posting = threading.Event()
-
-    def client(number: int) -> None:
-        with requests.Session() as http:
-            for n in itertools.count():
-                if stop_posting.is_set() or n >= 5000:
-                    return
-                data = [{"client": number, "n": n, "i": i} for i in range(3)]
-                try:
-                    answer = http.post(
-                        service.url + "/payloads",
-                        json={"version": "1", "token": "t", "data": data},
-                        timeout=5,
-                    )
-                except requests.RequestException:
-                    time.sleep(0.01)
-                    continue
-                if answer.status_code == 202:
-                    acked.extend(data)
-                elif answer.status_code == 503:
-                    errors.append(answer.json()["error"])
-                    time.sleep(0.01)
-
-    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-    for thread in clients:
-        thread.start()
+    posters = Posters(service.url, clients=4)
+    acked, errors = posters.acked, posters.errors
     wait_for(lambda: len(acked) >= 60, timeout=10)
     signalled = time.monotonic()
     assert service.proc is not None
@@ -81,9 +98,7 @@ def test_sigterm_under_load_exits_in_time_and_loses_nothing(
         code, log = service.stop(timeout=15, signal_it=False)
         took = time.monotonic() - signalled
     finally:
-        stop_posting.set()
-        for thread in clients:
-            thread.join(10)
+        posters.stop()
 
     assert code == 0, log
     assert took < 6 + 2, log
@@ -95,16 +110,7 @@ def test_sigterm_under_load_exits_in_time_and_loses_nothing(
     assert {identity(d) for d in acked} <= {identity(d) for d in landed + spooled}
 
     sink.latency = 0
-    replay = subprocess.run(
-        [sys.executable, "-m", "mailroom", "replay"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "holding 0 payload(s) still failing" in replay.stdout
+    assert "holding 0 payload(s) still failing" in replay_spool(env)
     assert DeadLetterSpool(spool_dir, ANYWHERE).files() == []
     landed = [orjson.loads(obj.body) for obj in sink.objects.values()]
     assert {identity(d) for d in acked} <= {identity(d) for d in landed}
@@ -193,30 +199,8 @@ def test_sigterm_to_every_process_during_an_s3_hang_loses_nothing(
         UPLOAD_RETRY_SECONDS="60",
     )
     service = ServiceProcess(env).start()
-    acked: list[dict] = []
-    stop_posting = threading.Event()
-
-    def client(number: int) -> None:
-        with requests.Session() as http:
-            for n in range(5000):
-                if stop_posting.is_set():
-                    return
-                data = [{"client": number, "n": n, "i": i} for i in range(3)]
-                try:
-                    answer = http.post(
-                        service.url + "/payloads",
-                        json={"version": "1", "token": "t", "data": data},
-                        timeout=5,
-                    )
-                except requests.RequestException:
-                    time.sleep(0.01)
-                    continue
-                if answer.status_code == 202:
-                    acked.extend(data)
-
-    clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for thread in clients:
-        thread.start()
+    posters = Posters(service.url, clients=8)
+    acked = posters.acked
     wait_for(lambda: len(acked) >= 150, timeout=10)
     sink.hang_for(60)  # S3 takes the PUTs and answers none: what is held must be spooled
     wait_for(lambda: sink.stats.held >= 2, timeout=10)  # uploads caught in the hang
@@ -226,9 +210,7 @@ def test_sigterm_to_every_process_during_an_s3_hang_loses_nothing(
         code, log = service.stop(timeout=25, signal_it=False)
         took = time.monotonic() - signalled
     finally:
-        stop_posting.set()
-        for thread in clients:
-            thread.join(10)
+        posters.stop()
         sink.reset_faults()
     assert code == 0, log
     assert took < 6 + 2, (took, log)
