@@ -4,6 +4,7 @@ Knows nothing of HTTP: the web layer hands it documents through `Dispatcher`.
 """
 
 from actors.dispatcher import Dispatcher, Outcome, Refused, Tracking
+from actors.ids import new_id
 from actors.messages import Collection, Payload
 from actors.router import RouterActor
 from actors.system import ActorSystem, SystemSnapshot
@@ -20,4 +21,5 @@ __all__ = [
     "SystemSnapshot",
     "Tracking",
     "UploaderActor",
+    "new_id",
 ]

@@ -20,20 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 from actors.ids import new_id
 from actors.messages import Collection, Part, Payload
+from store.keys import time_partition
 
 if TYPE_CHECKING:
     from actors.storage import PayloadStore
     from store import S3Object
 
 MAX_OPEN_BATCHES = 32  # per uploader: one per group; the oldest is flushed past this
-HOUR = 3600.0
 
-# What the payloads of one batch share: tenant, version, hour of acceptance, partition.
+# What the payloads of one batch share: tenant, version, the key's time partition, partition.
 Group = tuple[str | None, str, int, Hashable]
 
 
 def group_of(collection: Collection, partition: Hashable) -> Group:
-    return (collection.tenant, collection.version, int(collection.received_at // HOUR), partition)
+    when = time_partition(collection.received_at)
+    return (collection.tenant, collection.version, when, partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class Batch:
     def rows(self) -> tuple[list[str], list[Any]]:
         """Each payload's id (as BATCH_LINE_IDS writes it) and document, in line order."""
         payloads = self.payloads
-        return [p.idempotent_id or p.id for p in payloads], [p.document for p in payloads]
+        return [p.unique for p in payloads], [p.document for p in payloads]
 
     def retimed(self, when: Callable[[Collection], float]) -> Batch:
         return self  # its key was fixed when it opened

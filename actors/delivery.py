@@ -156,7 +156,7 @@ class Delivery:
                         payload.document,
                         version=payload.version,
                         received_at=payload.received_at,
-                        unique=payload.idempotent_id or payload.id,
+                        unique=payload.unique,
                         tenant=payload.tenant,
                         error=reason,
                         attempts=attempts,

@@ -231,11 +231,6 @@ class Ledger:
         else:
             del self._by_tenant[tenant]
 
-    def owes(self, payload: Payload) -> bool:
-        with self._lock:
-            owed = self._outstanding.get(payload.collection.id)
-            return owed is not None and (owed.settled is None or not owed.settled[payload.index])
-
     # Shutdown.
     def close(self) -> None:
         """Admit nothing more."""

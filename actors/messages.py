@@ -113,6 +113,17 @@ class Collection(NamedTuple):
         first = when(self)
         return self if first == self.received_at else self._replace(received_at=first)
 
+    def payload_id(self, index: int) -> str:
+        """The id its payload `index` is written under (its key, its line's id, its row).
+
+        With an Idempotency-Key: from the key, the place and the content, so a payload resent
+        as it was lands on its key again, and a different one (a client reusing a key for
+        other data) on a key of its own, stored rather than taken for a repeat. Without:
+        the collection's id and the place."""
+        if self.idempotency is None:
+            return f"{self.id}-{index}"
+        return f"{self.idempotency}-{index:04d}-{_digest(self.documents[index])}"
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Payload:
@@ -142,14 +153,9 @@ class Payload:
         return self.collection.tenant
 
     @property
-    def idempotent_id(self) -> str | None:
-        """From the Idempotency-Key, its place and its content: a payload resent as it was
-        lands on its key again, and a different one (a client reusing a key for other data)
-        on a key of its own, stored rather than taken for a repeat."""
-        base = self.collection.idempotency
-        if base is None:
-            return None
-        return f"{base}-{self.index:04d}-{_digest(self.document)}"
+    def unique(self) -> str:
+        """The id it is written under: `Collection.payload_id`."""
+        return self.collection.payload_id(self.index)
 
     @property
     def size(self) -> int:
@@ -173,7 +179,7 @@ class Payload:
                 self.document,
                 version=self.version,
                 received_at=self.received_at,
-                unique=self.idempotent_id or self.id,
+                unique=self.unique,
                 tenant=self.tenant,
             )
         ]

@@ -20,7 +20,7 @@ from actors.alarms import Alarms
 from actors.batching import Batch, BatchLimits, OpenBatches
 from actors.delivery import Delivery
 from actors.ledger import Ledger
-from actors.messages import Deliver, Flush, Payload, Unit
+from actors.messages import Deliver, Flush, Unit
 from actors.retry import RestartPolicy
 from actors.supervised import Salvage, SupervisedActor
 from actors.supervisor import SupervisorActor
@@ -108,8 +108,8 @@ class Uploader:
         partitions = store.partitions(documents)
         if self._limits.line_ids:
             documents = tuple(
-                {"id": payload.idempotent_id or payload.id, "payload": payload.document}
-                for payload in map(Payload, [collection] * (stop - start), range(start, stop))
+                {"id": collection.payload_id(index), "payload": collection.documents[index]}
+                for index in range(start, stop)
             )
         lines = store.encode_all(documents)
         opened: list[Batch] = []

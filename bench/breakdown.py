@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,9 +41,10 @@ import time
 from pathlib import Path
 
 from bench.bodies import JSON_POST
-from bench.measure import CLOCK_TICKS, tree
-from bench.run import answers, ensure_wrk, start_sink
-from bench.scenarios import BATCHED, ROOT, SINK_ENV, wrk_script
+from bench.measure import stat_cpu, tree
+from bench.results import BATCHED_GRANIAN
+from bench.run import answers, ensure_wrk, start_servers, start_sink, stop_servers
+from bench.scenarios import SCENARIOS, wrk_script
 from tests.support import free_port, wait_for
 
 # The part a sample belongs to: the innermost frame naming one of these (qualified names as
@@ -105,9 +104,9 @@ def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of each thread of a process."""
     seconds = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        used = stat_cpu(task / "stat")
+        if used is not None:
+            seconds[int(task.name)] = used
     return seconds
 
 
@@ -140,14 +139,10 @@ def main() -> None:
         script = scratch / "post.lua"
         script.write_text(wrk_script(JSON_POST))
         port = free_port()
-        env = {**os.environ, **SINK_ENV, **BATCHED, "AWS_ENDPOINT_URL_S3": sink}
-        env |= {"PORT": str(port), "SPOOL_DIR": str(scratch / "spool"), "SERVER": "granian"}
-        env |= {"WEB_CONCURRENCY": "2"}
-        log = (scratch / "server.log").open("w")  # its log lines (the access log is on: INFO)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mailroom", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-        stack.callback(stop, server)
+        log = stack.enter_context((scratch / "server.log").open("w"))  # the access log is on
+        row = next(s for s in SCENARIOS if s.name == BATCHED_GRANIAN)  # as bench.run runs it
+        (server,) = start_servers(row, port, sink, scratch / "spool", log)
+        stack.callback(stop_servers, [server])
         url = f"http://127.0.0.1:{port}/payloads"
         wait_for(lambda: answers(url), timeout=30, interval=0.2)
         time.sleep(1.0)
@@ -207,15 +202,6 @@ def report(spent: dict[str, float], requests: float, rate: float, window: float,
         seconds = spent.get(part, 0.0)
         print(f"{part:<24}{seconds * 1e6 / requests:>8.1f}{seconds / max(total, 1e-9):>8.0%}")
     print(f"{'workers in all':<24}{total * 1e6 / requests:>8.1f}")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(40)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -34,10 +34,16 @@ def rss_mib(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of the process, including its threads (not its dead children)."""
+    return stat_cpu(Path(f"/proc/{pid}/stat")) or 0.0
+
+
+def stat_cpu(stat: Path) -> float | None:
+    """User + system CPU seconds from a /proc stat file (a process's or a thread's); None when
+    it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 

@@ -12,6 +12,9 @@ PAYLOADS_PER_REQUEST = len(PAYLOADS)  # the same in every row, whatever its body
 # The row judged against the naive baseline (issue 10): one object per payload, the service's
 # default settings (no MAX_WORKERS, no MAX_QUEUE), as a fresh install runs.
 SINGLE_DEFAULTS = "mailroom single objects, defaults, 2 procs, granian"
+BATCHED_GRANIAN = "mailroom batched, 2 procs, granian"  # the headline row, and the breakdown's
+RATES_BOX = "tenant rate per box: batched, 2 procs, granian"
+RATES_FLEET = "tenant rate per fleet (Redis): batched, 2 procs, granian"
 
 
 @dataclass
@@ -29,11 +32,6 @@ class Scenario:
     def base_name(self) -> str:
         """The name without the baseline's " @ commit"."""
         return self.name.removesuffix(f" @ {self.ref}") if self.ref else self.name
-
-    @property
-    def stem(self) -> str:
-        """The base name without its server: "mailroom batched, 2 procs" for either server."""
-        return self.base_name.removesuffix(f", {self.http}")
 
     @property
     def lands(self) -> bool:
@@ -284,8 +282,8 @@ NO_SLOWER = 0.9
 def rate_store_cost(results: list[Result]) -> list[str]:
     """Issue 19: the tenant limit counted in Redis for the fleet, beside the same row counted
     per box: CPU per request at most 10 % more."""
-    box = next((r for r in results if r.scenario.name.startswith("tenant rate per box")), None)
-    fleet = next((r for r in results if r.scenario.name.startswith("tenant rate per fleet")), None)
+    box = next((r for r in results if r.scenario.name == RATES_BOX), None)
+    fleet = next((r for r in results if r.scenario.name == RATES_FLEET), None)
     if box is None or fleet is None:
         return []
     extra = fleet.cpu_us_per_request / max(box.cpu_us_per_request, 1e-9) - 1

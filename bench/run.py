@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -114,18 +115,8 @@ def run_scenario(
 ) -> Result:
     """One run; the server runs the code in `code` (this work tree, or a baseline's worktree)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env |= {**SINK_ENV, "AWS_ENDPOINT_URL_S3": sink, "PORT": str(port)}
-    env |= {"SPOOL_DIR": str(spool)} | scenario.env
-    if code != ROOT:
-        env["PYTHONPATH"] = str(code)  # ahead of the venv's editable install of this tree
     log = (spool.parent / f"{spool.name}.log").open("w")  # the servers' log lines
-    servers = [
-        subprocess.Popen(
-            [sys.executable, "-m", *command], cwd=code, env=env, stdout=log, stderr=log
-        )
-        for command in server_commands(scenario, port)
-    ]
+    servers = start_servers(scenario, port, sink, spool, log, code)
     url = f"http://127.0.0.1:{port}/payloads"
 
     def exited() -> bool:
@@ -166,14 +157,7 @@ def run_scenario(
                 drain = time.monotonic() - loaded
                 landed = sink_payloads(sink) - before
     finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(40)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop_servers(servers)
         log.close()
     seconds = int(fields["us"]) / 1e6
     answered = int(fields["ok"]) + int(fields["refused"]) + int(fields["other"])
@@ -195,6 +179,36 @@ def run_scenario(
         cpu_ms_per_payload=sampler.cpu * 1000 / max(landed, 1),
         cpu_us_per_request=load_cpu * 1e6 / max(answered, 1),
     )
+
+
+def start_servers(
+    scenario: Scenario, port: int, sink: str, spool: Path, log: IO[str], code: Path = ROOT
+) -> list[subprocess.Popen[bytes]]:
+    """The scenario's server processes on `port`, writing to the S3 stand-in at `sink`, with
+    only the settings the scenario names (NOT_INHERITED are not taken from this shell)."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env |= {**SINK_ENV, "AWS_ENDPOINT_URL_S3": sink, "PORT": str(port)}
+    env |= {"SPOOL_DIR": str(spool)} | scenario.env
+    if code != ROOT:
+        env["PYTHONPATH"] = str(code)  # ahead of the venv's editable install of this tree
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=code, env=env, stdout=log, stderr=log
+        )
+        for command in server_commands(scenario, port)
+    ]
+
+
+def stop_servers(servers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each, as a platform stops a service; killed if not gone within 40 s."""
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    for server in servers:
+        try:
+            server.wait(40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def server_commands(scenario: Scenario, port: int) -> list[list[str]]:

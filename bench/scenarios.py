@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from bench.bodies import GZIP_NDJSON_POST, JSON_POST, TOKEN, Post
-from bench.results import SINGLE_DEFAULTS, Scenario
+from bench.results import BATCHED_GRANIAN, RATES_BOX, RATES_FLEET, SINGLE_DEFAULTS, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_THREADS = int(os.environ.get("WRK_THREADS", "1"))  # one C thread keeps up; two steal a core
@@ -79,8 +79,6 @@ BATCHED = {
 }
 
 
-RATES_BOX = "tenant rate per box: batched, 2 procs, granian"
-RATES_FLEET = "tenant rate per fleet (Redis): batched, 2 procs, granian"
 NEVER_REFUSING = {"TENANT_RATE": "1000000", "TENANT_BURST": "2000000"}
 REDIS = "@redis"  # replaced by the URL of the Redis server the run starts
 
@@ -109,7 +107,7 @@ SCENARIOS = [
     # payloads queued for each), one object per payload; judged against the naive row and
     # (no slower than before) against the baseline.
     mailroom(SINGLE_DEFAULTS, "granian", {}, baseline=True),
-    mailroom("mailroom batched, 2 procs, granian", "granian", BATCHED, baseline=True),
+    mailroom(BATCHED_GRANIAN, "granian", BATCHED, baseline=True),
     # The headline's settings, posting the same payloads as gzip NDJSON (issue 12): compared
     # with the headline row, not judged by its targets.
     mailroom(

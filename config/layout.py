@@ -11,6 +11,7 @@ to what every engine reads as a column name. Parquet needs pyarrow, installed on
 from __future__ import annotations
 
 import re
+from itertools import combinations
 
 from config.reader import ConfigError
 
@@ -41,15 +42,13 @@ PARTITION_BY_FORM = (
 def check_prefixes(data: str, error: str, state: str) -> None:
     """Refuse prefixes that overlap: whatever lies under S3_PREFIX must be a payload."""
     named = {"S3_PREFIX": data, "S3_ERROR_PREFIX": error, "S3_STATE_PREFIX": state}
-    items = list(named.items())
-    for position, (name, prefix) in enumerate(items):
-        for other, other_prefix in items[position + 1 :]:
-            if prefix.startswith(other_prefix) or other_prefix.startswith(prefix):
-                raise ConfigError(
-                    f"{other}={other_prefix!r} is not valid: it overlaps {name}={prefix!r}; "
-                    "S3_PREFIX, S3_ERROR_PREFIX and S3_STATE_PREFIX must each lie outside "
-                    "the others, so that the data prefix holds payloads only"
-                )
+    for (name, prefix), (other, other_prefix) in combinations(named.items(), 2):
+        if prefix.startswith(other_prefix) or other_prefix.startswith(prefix):
+            raise ConfigError(
+                f"{other}={other_prefix!r} is not valid: it overlaps {name}={prefix!r}; "
+                "S3_PREFIX, S3_ERROR_PREFIX and S3_STATE_PREFIX must each lie outside "
+                "the others, so that the data prefix holds payloads only"
+            )
 
 
 def check_batch_format(batch_format: str, batch_max_payloads: int, batch_gzip: bool) -> None:

@@ -4,7 +4,8 @@ Knows nothing of HTTP or actors. The wiring needs three calls: `prepare_box(sett
 main process before its workers start (put the handle's `env` into theirs, `cleanup()` after),
 `limiter_for(settings)` once in each serving process, and `check_rate_store(settings)` for a
 start-up line. Every limiter is a `Limiter`: `take`, `take_now` (never waits on the network;
-None means "call `take` off the event loop"), `give_back`, `status`, and `rate`, `burst`.
+None means "call `take` off the event loop"), `give_back` (never waits on the network),
+`status`, and `rate`, `burst`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,17 +82,16 @@ class FleetRates:
         self._clock = clock
         self._lock = threading.Lock()  # guards every _Tenant's held and level
         self._tenants: dict[str | None, _Tenant] = {}
+        self._returner: ThreadPoolExecutor | None = None
 
     def take(self, tenant: str | None, payloads: int) -> float:
-        if not self.failover.usable():
+        wait = self.take_now(tenant, payloads)
+        if wait is not None:
+            return wait
+        if not self.failover.usable():  # a retry was due, and another caller is making it
             return self._without_store(tenant, payloads)
         probe = self.failover.failing  # this caller tries the failing store: no shortcut
         state = self._tenants.get(tenant) or self._add(tenant)
-        if not probe:
-            with self._lock:
-                wait = self._locally(state, payloads)
-            if wait is not None:
-                return wait
         if not state.refill.acquire(timeout=self._timeout):
             # Another thread's round trip has outlasted the timeout: do not queue behind it.
             return self._without_store(tenant, payloads)
@@ -118,6 +118,8 @@ class FleetRates:
             return self._locally(state, payloads)
 
     def give_back(self, tenant: str | None, payloads: int) -> None:
+        """Kept in the process up to the block; what is over it goes back to Redis from a
+        thread of this limiter's own, so no caller (an event loop) waits on the network."""
         if self.failover.failing:
             if self.failover.mode == "open":
                 self.fallback.give_back(tenant, payloads)
@@ -125,7 +127,8 @@ class FleetRates:
         state = self._tenants.get(tenant) or self._add(tenant)
         with self._lock:
             excess = self._keep(state, payloads)
-        self._return(tenant, excess)
+        if excess > 0:
+            self._returns().submit(self._return, tenant, excess)
 
     def recheck(self) -> None:
         """While Redis is failing, try it (a PING, within the timeout) once the backoff has
@@ -213,6 +216,13 @@ class FleetRates:
             wait = max(CLOSED_WAIT, self.failover.retry_in())
         self.failover.decided_without_store(refused=wait > 0)
         return wait
+
+    def _returns(self) -> ThreadPoolExecutor:
+        """The one thread that gives excess allowance back, made on first use."""
+        with self._lock:
+            if self._returner is None:
+                self._returner = ThreadPoolExecutor(1, thread_name_prefix="rate-returns")
+            return self._returner
 
     def _add(self, tenant: str | None) -> _Tenant:
         with self._lock:

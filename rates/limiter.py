@@ -31,8 +31,9 @@ class Limiter(Protocol):
         ...
 
     def give_back(self, tenant: str | None, payloads: int) -> None:
-        """Return what `take` took for a collection that was refused anyway (503). The fleet
-        limiter may make one round trip here (to return more than a block): off the loop."""
+        """Return what `take` took for a collection that was refused anyway (503). Never waits
+        on the network (the fleet limiter returns what it may not hold from its own thread),
+        so an event loop calls it inline."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -55,8 +56,7 @@ class NoLimit:
     def take(self, tenant: str | None, payloads: int) -> float:
         return 0.0
 
-    def take_now(self, tenant: str | None, payloads: int) -> float | None:
-        return 0.0
+    take_now = take
 
     def give_back(self, tenant: str | None, payloads: int) -> None:
         return None

@@ -19,6 +19,12 @@ MAX_VERSION_CHARS = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def time_partition(received_at: float) -> int:
+    """Which `dt=/hour=` partition a moment's key lies in (the hours since the epoch, UTC):
+    payloads batched together must share it."""
+    return int(received_at // 3600)
+
+
 def sanitise_version(version: str) -> str:
     """Reduce a client-chosen version to a short, single, harmless key segment."""
     cleaned = _UNSAFE.sub("_", version)[:MAX_VERSION_CHARS].strip("._-")

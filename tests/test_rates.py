@@ -324,6 +324,31 @@ def test_most_decisions_make_no_round_trip(redis_server: RedisServer) -> None:
     assert limiter._tenants["acme"].held <= limiter.block
 
 
+def test_give_back_keeps_a_block_and_returns_the_rest_to_redis_off_the_callers_thread(
+    redis_server: RedisServer,
+) -> None:
+    """An event loop calls `give_back` inline: what the process may not hold goes back to
+    Redis from the limiter's own thread, and the fleet's bucket has it again."""
+    limiter = fleet_limiter(redis_server.url)  # block 5
+    assert limiter.take("acme", BURST - 1) == 0.0  # the whole bucket, bar one
+    trips = limiter.failover.round_trips
+    callers = threading.current_thread()
+    returned: list[threading.Thread] = []
+    give = limiter.buckets.give
+
+    def noting_give(tenant: str | None, payloads: int) -> None:
+        returned.append(threading.current_thread())
+        give(tenant, payloads)
+
+    limiter.buckets.give = noting_give  # type: ignore[method-assign]
+    limiter.give_back("acme", BURST - 1)
+    wait_for(lambda: limiter.failover.round_trips == trips + 1, timeout=5)
+    assert returned and returned[0] is not callers
+    assert limiter._tenants["acme"].held == limiter.block
+    other = fleet_limiter(redis_server.url)  # another process: the fleet's bucket is refilled
+    assert other.take("acme", BURST - limiter.block - 1) == 0.0
+
+
 def test_take_now_answers_without_a_round_trip_or_says_it_cannot(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:

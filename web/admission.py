@@ -71,19 +71,16 @@ class Admission:
         rates: Limiter,
         *,
         may_close: bool,
-        give_back: Callable[[str | None, int], Any] | None = None,
     ) -> None:
         """`rates` is TENANT_RATE's limiter (per process, box or fleet: the `rates` package).
         `may_close`: the server lets the app close a connection with `Connection: close`
         (granian does; under WSGI it is a hop-by-hop header waitress forbids, and waitress
-        has read the whole body before the app runs anyway). `give_back` returns a refused
-        collection's rate (default: `rates.give_back`; the ASGI app does it off the loop)."""
+        has read the whole body before the app runs anyway)."""
         self._submitter = submitter
         self._may_close = may_close
         self._draining = draining
         self._observer = observer
         self.rates = rates
-        self._give_back = give_back or rates.give_back
         self._retry_after = str(settings.retry_after_seconds)
         self.stored_wait = settings.stored_ack_timeout if settings.ack_mode == "stored" else None
 
@@ -186,7 +183,7 @@ class Admission:
         return tenant, count
 
     def _refused(self, refused: Refused, tenant: str | None, count: int) -> JSONError:
-        self._give_back(tenant, count)  # refused: it used none of the rate
+        self.rates.give_back(tenant, count)  # refused: it used none of the rate
         log.debug("refused a collection of %d: %s", count, refused)
         self._observer.payloads_refused(count, tenant)
         if refused.tenant_limited:

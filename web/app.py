@@ -13,9 +13,7 @@ import falcon
 import falcon.asgi
 
 from config import Settings
-from rates import Limiter
-from rates.limiter import NoLimit
-from rates.local import LocalRates
+from rates import Limiter, limiter_for
 from web.access_log import AccessSink
 from web.admission import Admission, Submitter
 from web.errors import handle_unexpected, serialize_error
@@ -27,7 +25,7 @@ from web.observer import HttpObserver, NoHttpObserver
 from web.openapi import OpenAPIResource
 from web.ops_auth import OpsGuard
 from web.payloads import PayloadsResource
-from web.payloads_async import AsyncPayloadsResource, HeadersFirst, give_back_off_the_loop
+from web.payloads_async import AsyncPayloadsResource, HeadersFirst
 
 MetricsRender = Callable[[], tuple[bytes, str]]
 
@@ -85,10 +83,8 @@ def _parts(
     observer = observer or NoHttpObserver()
     draining = draining or threading.Event()
     noting = NotingPayloads(observer) if access is not None else observer
-    if rates is None:  # this process's own buckets (tests; one process run by hand)
-        rates = (
-            LocalRates(settings.tenant_rate, settings.burst) if settings.tenant_rate else NoLimit()
-        )
+    if rates is None:  # as a serving process makes it (tests build apps without one)
+        rates = limiter_for(settings, {})
     return _Parts(
         Intake(settings),
         Admission(
@@ -98,7 +94,6 @@ def _parts(
             noting,
             rates,
             may_close=asgi,
-            give_back=give_back_off_the_loop(rates) if asgi else None,
         ),
         ObservingMiddleware(observer, access),
         OpsGuard(settings.ops_tokens),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -180,15 +179,6 @@ async def _rate(rates: Limiter, tenant: str | None, payloads: int) -> float:
     if wait is None:
         wait = await asyncio.get_running_loop().run_in_executor(None, rates.take, tenant, payloads)
     return wait
-
-
-def give_back_off_the_loop(rates: Limiter) -> Callable[[str | None, int], Any]:
-    """`give_back` for the ASGI app: it may make a round trip to the rate store."""
-
-    def give_back(tenant: str | None, payloads: int) -> None:
-        asyncio.get_running_loop().run_in_executor(None, rates.give_back, tenant, payloads)
-
-    return give_back
 
 
 def _whole(req: falcon.asgi.Request, head: Head, body: bytes) -> bool:

@@ -10,7 +10,7 @@ import contextvars
 import re
 from dataclasses import dataclass
 
-from actors.ids import new_id
+from actors import new_id
 
 HEADER = "X-Request-ID"
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
